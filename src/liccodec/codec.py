@@ -1,0 +1,94 @@
+"""Image <-> .lic bytes with a shipped model. The functions behind ``lic encode/decode``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from liccodec.container import Header, pack, unpack
+from liccodec.errors import ModelError, UsageError
+from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_tensor,
+                              to_uint8, unpack_alpha)
+from liccodec.weights import WeightSpec, get_spec, load_model, read_manifest
+
+DEFAULT_MODEL = "msh.mse"
+
+
+def list_models() -> list[WeightSpec]:
+    """Shipped weight sets whose architecture is registered (``arch.tag``)."""
+    from liccodec.models import list_archs
+
+    archs = set(list_archs())
+    return [s for s in read_manifest().values() if s.arch in archs]
+
+
+def quality_milli(spec: WeightSpec, quality: float | None) -> int:
+    q = spec.quality_default if quality is None else float(quality)
+    if not (spec.quality_min <= q <= spec.quality_max) or not np.isfinite(q):
+        raise UsageError(f"quality {q} is outside {spec.id}'s range "
+                         f"[{spec.quality_min:g}, {spec.quality_max:g}]")
+    return int(round(q * 1000))
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    header: Header
+    planes: Planes
+
+
+def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | None = None) -> Encoded:
+    spec = get_spec(model)
+    q = quality_milli(spec, quality)
+    net = load_model(model)
+    x = to_tensor(planes.rgb)
+    with torch.inference_mode():
+        streams = net.compress(pad_to_multiple(x, net.downsampling), q)
+    if planes.alpha is not None:
+        streams["alpha"] = pack_alpha(planes.alpha)
+    w, h = planes.size
+    header = Header(spec.id, spec.digest, w, h, planes.mode, planes.bit_depth, q)
+    return Encoded(pack(header, streams), header, planes)
+
+
+def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
+           quality: float | None = None) -> bytes:
+    """Encode an image (path, encoded bytes or Pillow image) into .lic bytes."""
+    return encode_planes(split(open_image(image)), model, quality).data
+
+
+def _model_for(header: Header):
+    spec = read_manifest().get(header.model_id)
+    if spec is None:
+        raise ModelError(f"this file needs model {header.model_id!r}, which is not installed")
+    if spec.digest != header.digest:
+        raise ModelError(f"this file was written with other weights for {header.model_id} "
+                         f"(digest {header.digest.hex()}, installed {spec.digest.hex()})")
+    return load_model(spec.id)
+
+
+def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
+    """Decode to (header, uint8 RGB plane, alpha plane or None)."""
+    header, streams = unpack(data)
+    net = _model_for(header)
+    ds = net.downsampling
+    hp, wp = -(-header.height // ds) * ds, -(-header.width // ds) * ds
+    with torch.inference_mode():
+        x_hat = net.decompress(streams, (hp, wp), header.quality)
+    rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
+    alpha = None
+    if header.mode.has_alpha:
+        if "alpha" not in streams:
+            from liccodec.errors import FormatError
+            raise FormatError("alpha stream is missing")
+        alpha = unpack_alpha(streams["alpha"], header.width, header.height)
+    return header, rgb, alpha
+
+
+def decode(data: bytes) -> Image.Image:
+    """Decode .lic bytes into a Pillow image of the original size and mode."""
+    header, rgb, alpha = decode_rgb(data)
+    return merge(rgb, alpha, header.mode, header.bit_depth)

@@ -1,0 +1,186 @@
+"""Reading and writing .lic files. docs/format.md is the normative description.
+
+Layout (all integers little-endian)::
+
+    magic      4  b"\\x89LIC"
+    major      u8    minor u8
+    header_len u16   bytes of the header fields that follow
+    header     model id (u8 length + ASCII), weights digest (16 bytes), width u32,
+               height u32, mode u8, bit depth u8, quality u16 (thousandths), flags u8,
+               stream count u8, then per stream: name (u8 length + ASCII), length u32
+    streams    the stream payloads, concatenated in header order
+    crc32      u32 over every byte before it
+
+A reader checks, in this order: minimum length, magic, major version, checksum (which
+also catches truncation and trailing bytes), header syntax, declared limits, and that the
+declared stream lengths add up to the file. It never allocates from an unchecked size.
+"""
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from liccodec.errors import ChecksumError, FormatError, VersionError
+
+MAGIC = b"\x89LIC"
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+MAX_SIDE = 65535
+MAX_PIXELS = 1 << 28          # 268 megapixels
+MAX_STREAMS = 32
+MAX_NAME = 64
+_PREAMBLE = struct.Struct("<4sBBH")
+_MIN_SIZE = _PREAMBLE.size + 4
+
+
+class Mode(enum.IntEnum):
+    RGB = 0
+    L = 1
+    RGBA = 2
+    LA = 3
+
+    @property
+    def has_alpha(self) -> bool:
+        return self in (Mode.RGBA, Mode.LA)
+
+
+@dataclass
+class Header:
+    model_id: str
+    digest: bytes                 # first 16 bytes of the weights file's sha256
+    width: int
+    height: int
+    mode: Mode = Mode.RGB
+    bit_depth: int = 8
+    quality: int = 4000           # thousandths
+    flags: int = 0
+    streams: dict[str, int] = field(default_factory=dict)   # name -> length (filled by pack)
+    major: int = FORMAT_MAJOR
+    minor: int = FORMAT_MINOR
+
+    def to_dict(self) -> dict:
+        return {"format_version": f"{self.major}.{self.minor}", "model": self.model_id,
+                "weights_digest": self.digest.hex(), "width": self.width, "height": self.height,
+                "mode": self.mode.name, "bit_depth": self.bit_depth, "quality": self.quality / 1000,
+                "flags": self.flags, "streams": dict(self.streams)}
+
+
+def _check_limits(h: Header) -> None:
+    if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE):
+        raise FormatError(f"image size {h.width}x{h.height} outside 1..{MAX_SIDE}")
+    if h.width * h.height > MAX_PIXELS:
+        raise FormatError(f"image of {h.width * h.height} pixels exceeds the limit of {MAX_PIXELS}")
+    if h.bit_depth not in (8, 16):
+        raise FormatError(f"unsupported bit depth {h.bit_depth}")
+
+
+def _name(s: str) -> bytes:
+    b = s.encode("ascii")
+    if not 0 < len(b) <= MAX_NAME:
+        raise ValueError(f"name {s!r} must be 1..{MAX_NAME} ASCII bytes")
+    return bytes([len(b)]) + b
+
+
+def pack(header: Header, streams: dict[str, bytes]) -> bytes:
+    """Serialize a header and its named streams into a complete .lic file."""
+    _check_limits(header)
+    if len(streams) > MAX_STREAMS:
+        raise ValueError("too many streams")
+    if len(header.digest) != 16:
+        raise ValueError("digest must be 16 bytes")
+    body = bytearray()
+    body += _name(header.model_id) + header.digest
+    body += struct.pack("<IIBBHBB", header.width, header.height, int(header.mode), header.bit_depth,
+                        header.quality, header.flags, len(streams))
+    for name, data in streams.items():
+        body += _name(name) + struct.pack("<I", len(data))
+    out = bytearray(_PREAMBLE.pack(MAGIC, header.major, header.minor, len(body)))
+    out += body
+    for data in streams.values():
+        out += data
+    out += struct.pack("<I", zlib.crc32(out))
+    header.streams = {k: len(v) for k, v in streams.items()}
+    return bytes(out)
+
+
+class _Reader:
+    def __init__(self, buf: bytes, pos: int, end: int):
+        self.buf, self.pos, self.end = buf, pos, end
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            raise FormatError("header is shorter than its fields")
+        b = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def unpack(self, fmt: str) -> tuple:
+        s = struct.Struct(fmt)
+        return s.unpack(self.take(s.size))
+
+    def name(self) -> str:
+        (n,) = self.unpack("<B")
+        if n == 0:
+            raise FormatError("empty name in header")
+        try:
+            return self.take(n).decode("ascii")
+        except UnicodeDecodeError:
+            raise FormatError("non-ASCII name in header") from None
+
+
+def _parse(data: bytes, verify: bool) -> tuple[Header, int]:
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise FormatError("not a .lic file (bad magic bytes)")
+    if len(data) < _MIN_SIZE:
+        raise ChecksumError("file is truncated")
+    _, major, minor, hlen = _PREAMBLE.unpack_from(data)
+    if major != FORMAT_MAJOR:
+        raise VersionError(f"unsupported .lic format version {major}.{minor} (this reader: {FORMAT_MAJOR}.x)")
+    if verify:
+        (crc,) = struct.unpack_from("<I", data, len(data) - 4)
+        if zlib.crc32(data[:-4]) != crc:
+            raise ChecksumError("checksum mismatch: the file is corrupted, truncated or has trailing data")
+    end = _PREAMBLE.size + hlen
+    if end > len(data) - 4:
+        raise FormatError("declared header length exceeds the file")
+    r = _Reader(data, _PREAMBLE.size, end)
+    model_id = r.name()
+    digest = r.take(16)
+    w, h, mode, depth, quality, flags, n = r.unpack("<IIBBHBB")
+    try:
+        mode = Mode(mode)
+    except ValueError:
+        raise FormatError(f"unknown colour mode {mode}") from None
+    if n > MAX_STREAMS:
+        raise FormatError(f"{n} streams exceed the limit of {MAX_STREAMS}")
+    streams: dict[str, int] = {}
+    for _ in range(n):
+        name = r.name()
+        (length,) = r.unpack("<I")
+        if name in streams:
+            raise FormatError(f"duplicate stream {name!r}")
+        streams[name] = length
+    if r.pos != end:
+        raise FormatError("header length does not match its fields")
+    header = Header(model_id, digest, w, h, mode, depth, quality, flags, streams, major, minor)
+    _check_limits(header)
+    if verify and end + sum(streams.values()) + 4 != len(data):
+        raise FormatError("declared stream lengths do not match the file size")
+    return header, end
+
+
+def read_header(data: bytes, verify: bool = True) -> Header:
+    """Parse the header only (``lic info``). With ``verify`` the checksum is checked too."""
+    return _parse(data, verify)[0]
+
+
+def unpack(data: bytes) -> tuple[Header, dict[str, bytes]]:
+    """Verify and split a .lic file into its header and streams."""
+    header, pos = _parse(data, verify=True)
+    streams = {}
+    for name, length in header.streams.items():
+        streams[name] = data[pos:pos + length]
+        pos += length
+    return header, streams

@@ -1,0 +1,162 @@
+"""Probability tables and the table-driven rANS coder.
+
+Every symbol is coded with one of a fixed set of discrete distributions ("tables"). A
+table covers the integer values ``offset .. offset+length-1`` plus one *escape* category
+for anything outside; escaped values go to a separate byte stream as zigzag varints.
+Tables are computed once, at export, and stored in the weights file as float32, so the
+decoder never evaluates erf/exp at run time (libm results differ between machines; the
+stored numbers do not). constriction quantizes them to its fixed-point CDFs with
+``perfect=False``, which is pure integer/IEEE arithmetic in Rust, so the coder's models
+are bit-identical everywhere.
+
+Symbols are grouped by table and each group is coded in one constriction call; the
+decoder knows every symbol's table (from the integer hyper-synthesis), so it can regroup.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from liccodec.errors import FormatError
+
+ESCAPE_LIMIT = 1 << 24  # |symbol| beyond this is a format error (bounds varint decoding)
+
+
+def scale_table(lo: float = 0.11, hi: float = 256.0, levels: int = 64) -> np.ndarray:
+    return np.exp(np.linspace(math.log(lo), math.log(hi), levels))
+
+
+def gaussian_tables(scales: np.ndarray, tail: float = 1e-9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Discretized zero-mean Gaussians, one per scale: (pmf padded, lengths, offsets).
+
+    The last used column of each row is the escape probability (mass outside the range).
+    Only called at export time.
+    """
+    from scipy.special import ndtr, ndtri
+
+    half = [int(math.ceil(-ndtri(tail / 2) * s)) for s in scales]
+    width = 2 * max(half) + 2
+    pmf = np.zeros((len(scales), width), dtype=np.float64)
+    lengths = np.zeros(len(scales), dtype=np.int32)
+    offsets = np.zeros(len(scales), dtype=np.int32)
+    for k, (s, r) in enumerate(zip(scales, half)):
+        v = np.arange(-r, r + 1, dtype=np.float64)
+        p = ndtr((v + 0.5) / s) - ndtr((v - 0.5) / s)
+        esc = max(1.0 - p.sum(), 0.0)
+        pmf[k, : 2 * r + 1] = p
+        pmf[k, 2 * r + 1] = esc
+        lengths[k] = 2 * r + 1
+        offsets[k] = -r
+    return pmf.astype(np.float32), lengths, offsets
+
+
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.int64)
+    return np.where(v >= 0, 2 * v, -2 * v - 1)
+
+
+def _write_varints(values: np.ndarray) -> bytes:
+    out = bytearray()
+    for u in _zigzag(values).tolist():
+        while u >= 0x80:
+            out.append((u & 0x7F) | 0x80)
+            u >>= 7
+        out.append(u)
+    return bytes(out)
+
+
+def _read_varints(data: bytes, count: int) -> np.ndarray:
+    vals = np.empty(count, dtype=np.int64)
+    pos = 0
+    for i in range(count):
+        u, shift = 0, 0
+        while True:
+            if pos >= len(data) or shift > 28:
+                raise FormatError("escape stream is truncated or malformed")
+            b = data[pos]
+            pos += 1
+            u |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        vals[i] = (u >> 1) if u % 2 == 0 else -((u + 1) >> 1)
+    if pos != len(data):
+        raise FormatError("escape stream has trailing bytes")
+    return vals
+
+
+@dataclass
+class TableSet:
+    """A set of coding tables (rows of ``pmf``), built into constriction models lazily."""
+
+    pmf: np.ndarray      # (T, width) float32; row k uses columns 0..lengths[k] (last = escape)
+    lengths: np.ndarray  # (T,) int: number of in-range values of each table
+    offsets: np.ndarray  # (T,) int: the value coded by category 0
+
+    def __post_init__(self) -> None:
+        self.lengths = np.asarray(self.lengths, dtype=np.int64)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        self._models: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def model(self, k: int):
+        m = self._models.get(k)
+        if m is None:
+            p = self.pmf[k, : self.lengths[k] + 1].astype(np.float64)
+            m = constriction.stream.model.Categorical(p, perfect=False)
+            self._models[k] = m
+        return m
+
+    def encode(self, symbols: np.ndarray, index: np.ndarray) -> tuple[bytes, bytes]:
+        """Code ``symbols[i]`` with table ``index[i]``. Returns (rANS bytes, escape bytes)."""
+        symbols = np.asarray(symbols, dtype=np.int64).ravel()
+        index = np.asarray(index, dtype=np.int64).ravel()
+        if np.abs(symbols).max(initial=0) >= ESCAPE_LIMIT:
+            raise ValueError("latent value out of the coder's range")
+        order = np.argsort(index, kind="stable")
+        ks, starts = np.unique(index[order], return_index=True)
+        bounds = list(starts) + [len(order)]
+        groups = []
+        escapes = []
+        for j, k in enumerate(ks.tolist()):
+            sym = symbols[order[bounds[j]:bounds[j + 1]]]
+            cat = sym - self.offsets[k]
+            esc = (cat < 0) | (cat >= self.lengths[k])
+            cat = np.where(esc, self.lengths[k], cat).astype(np.int32)
+            groups.append((k, cat))
+            escapes.append(sym[esc])
+        coder = constriction.stream.stack.AnsCoder()
+        for k, cat in reversed(groups):  # a stack: the first group decodes first
+            coder.encode_reverse(cat, self.model(k))
+        words = coder.get_compressed().astype("<u4").tobytes()
+        esc_all = np.concatenate(escapes) if escapes else np.zeros(0, np.int64)
+        return words, _write_varints(esc_all)
+
+    def decode(self, words: bytes, escapes: bytes, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64).ravel()
+        if len(words) % 4:
+            raise FormatError("entropy-coded stream length is not a multiple of 4")
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise FormatError("table index out of range")
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+        order = np.argsort(index, kind="stable")
+        ks, starts = np.unique(index[order], return_index=True)
+        bounds = list(starts) + [len(order)]
+        out = np.empty(index.size, dtype=np.int64)
+        esc_pos = []
+        for j, k in enumerate(ks.tolist()):
+            pos = order[bounds[j]:bounds[j + 1]]
+            cat = coder.decode(self.model(k), len(pos)).astype(np.int64)
+            esc = cat == self.lengths[k]
+            out[pos] = cat + self.offsets[k]
+            esc_pos.append(pos[esc])
+        if not coder.is_empty():
+            raise FormatError("entropy-coded stream has unused data")
+        esc_pos_all = np.concatenate(esc_pos) if esc_pos else np.zeros(0, np.int64)
+        out[esc_pos_all] = _read_varints(escapes, len(esc_pos_all))
+        return out

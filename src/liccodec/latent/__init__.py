@@ -1,0 +1,1 @@
+"""Latent codecs: rate estimate in ``forward``, real bits in ``compress``/``decompress``."""

@@ -1,0 +1,256 @@
+"""Mean-scale hyperprior with gain units (the entropy model of the default codec).
+
+Minnen, Balle, Toderici, "Joint Autoregressive and Hierarchical Priors for Learned Image
+Compression", NeurIPS 2018 (the mean-scale hyperprior, without its serial context model),
+with the gain units of Cui et al. (CVPR 2021) for one-model continuous rate.
+
+Data flow (``g`` = gain at the requested level, ``ig`` = inverse gain)::
+
+    y --*g--> y_g --h_a--> z --*hg--> z_g --Q--> z_sym --(factorized prior)--> bits
+                                                   |
+                                 (z_sym + median) * ihg --h_s (integer net)--> scales, means
+                                                                                |
+    y_g --Q(y_g - means)--> y_sym --(Gaussian(scale index))--> bits             |
+    y_hat = (y_sym + means) * ig  ------------------------------------------->  g_s
+
+Training uses additive uniform noise for the rates and straight-through rounding for what
+the synthesis sees ("mixed" quantization, Minnen & Singh, ICIP 2020).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import torch
+from torch import Tensor, nn
+
+from liccodec.entropy import TableSet, gaussian_tables, scale_table
+from liccodec.errors import FormatError
+from liccodec.nn import GainUnits, conv, deconv, lower_bound, ste_round
+from liccodec.nn.integer import ACT_BITS, IntegerNet
+
+Z_LIMIT = 1 << 15        # |z symbol| bound (keeps the integer gain product inside int64)
+GAIN_BITS = 16           # fixed-point bits of the exported inverse hyper-gains
+Q_UNIT = 1000            # qualities travel as integers in thousandths
+
+SCALE_MIN = 0.11
+LIKELIHOOD_MIN = 1e-9
+
+
+def gaussian_likelihood(y: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+    """P(round(y) | N(means, scales)) for y already on the integer grid plus noise."""
+    values = (y - means).abs()
+    scales = lower_bound(scales, SCALE_MIN)
+    c = -1.0 / (math.sqrt(2.0) * scales)
+    upper = 0.5 * torch.erfc(c * (0.5 - values))
+    lower = 0.5 * torch.erfc(c * (-0.5 - values))
+    return lower_bound(upper - lower, LIKELIHOOD_MIN)
+
+
+@dataclass
+class HyperpriorOut:
+    y_hat: Tensor
+    likelihoods: dict[str, Tensor]
+
+
+class GainedHyperprior(nn.Module):
+    """Hyper analysis/synthesis, factorized prior for z, gain units for y and z."""
+
+    def __init__(self, N: int, M: int, levels: int, init_log_gain: Tensor | None = None,
+                 inference: bool = False):
+        super().__init__()
+        self.N, self.M = N, M
+        self.h_a = nn.Sequential(
+            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True),
+            conv(N, N, 5, 2), nn.LeakyReLU(inplace=True),
+            conv(N, N, 5, 2),
+        )
+        if not inference:  # coding uses the exported integer h_s and tables instead
+            self._build_training_parts(N, M)
+        # registered last: parameter order is part of the optimizer's checkpoint
+        self.gain = GainUnits(levels, M, init_log_gain)
+        self.hyper_gain = GainUnits(levels, N)
+
+    def _build_training_parts(self, N: int, M: int) -> None:
+        from compressai.entropy_models import EntropyBottleneck
+
+        # ReLU (not LeakyReLU) so that the exported integer network is a clip and a shift.
+        self.h_s = nn.Sequential(
+            deconv(N, M, 5, 2), nn.ReLU(inplace=True),
+            deconv(M, M * 3 // 2, 5, 2), nn.ReLU(inplace=True),
+            conv(M * 3 // 2, 2 * M, 3, 1),
+        )
+        self.entropy_bottleneck = EntropyBottleneck(N)
+
+    def z_medians(self) -> Tensor:
+        return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+
+    def forward(self, y: Tensor, level: Tensor) -> HyperpriorOut:
+        g, ig = self.gain(level)
+        hg, ihg = self.hyper_gain(level)
+        y_g = y * g
+        z_g = self.h_a(y_g) * hg
+        with torch.autocast(y.device.type, enabled=False):
+            z_g = z_g.float()
+            _, z_lik = self.entropy_bottleneck(z_g)
+            med = self.z_medians()
+            z_hat = (ste_round(z_g - med) + med) * ihg
+        params = self.h_s(z_hat)
+        with torch.autocast(y.device.type, enabled=False):
+            scales, means = params.float().chunk(2, dim=1)
+            y_g = y_g.float()
+            noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if self.training else torch.round(y_g - means) + means
+            y_lik = gaussian_likelihood(noisy, scales, means)
+            y_hat = (ste_round(y_g - means) + means) * ig
+        return HyperpriorOut(y_hat, {"y": y_lik, "z": z_lik})
+
+    # ---- real coding (needs the exported exact parameters) ------------------------------
+    exact: ExactParams | None = None
+
+    def load_exact(self, tensors: dict[str, Tensor]) -> None:
+        self.exact = ExactParams.from_tensors(tensors)
+
+    def _float_level(self, q_milli: int, batch: int, device: torch.device) -> Tensor:
+        return torch.full((batch,), (q_milli - Q_UNIT) / Q_UNIT, device=device)
+
+    @torch.no_grad()
+    def compress(self, y: Tensor, q_milli: int) -> tuple[dict[str, bytes], Tensor]:
+        """Code y (1, M, H/16, W/16). Returns the streams and the decoder's y_hat."""
+        ex = self._require_exact()
+        level = self._float_level(q_milli, y.shape[0], y.device)
+        g, ig = self.gain(level)
+        hg, _ = self.hyper_gain(level)
+        y_g = y.float() * g
+        z_g = self.h_a(y_g.to(y.dtype)).float() * hg
+        med = (ex.z_median.double() / 2**ACT_BITS).view(1, -1, 1, 1)
+        z_sym = torch.round(z_g.double().cpu() - med).clamp(-Z_LIMIT, Z_LIMIT).to(torch.int64)
+        index, means_q = ex.entropy_params(z_sym, q_milli)
+        means = means_q.double() / 2**ACT_BITS
+        y_sym = torch.round(y_g.double().cpu() - means).to(torch.int64)
+        streams = {}
+        chan = torch.arange(self.N).view(1, -1, 1, 1).expand_as(z_sym)
+        streams["z"], zesc = ex.z_tables.encode(z_sym.numpy(), chan.numpy())
+        streams["y"], yesc = ex.y_tables.encode(y_sym.numpy(), index.numpy())
+        if zesc:
+            streams["z.esc"] = zesc
+        if yesc:
+            streams["y.esc"] = yesc
+        y_hat = (y_sym.double() + means).float().to(y.device) * ig
+        return streams, y_hat
+
+    @torch.no_grad()
+    def decompress(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int) -> Tensor:
+        """Inverse of :meth:`compress`: streams -> y_hat (1, M, 4h, 4w) as float32."""
+        ex = self._require_exact()
+        h, w = z_hw
+        for name in ("z", "y"):
+            if name not in streams:
+                raise FormatError(f"missing stream {name!r}")
+        chan = torch.arange(self.N).view(1, -1, 1, 1).expand(1, self.N, h, w)
+        z_sym = ex.z_tables.decode(streams["z"], streams.get("z.esc", b""), chan.numpy())
+        if np.abs(z_sym).max(initial=0) > Z_LIMIT:
+            raise FormatError("hyper-latent value out of range")
+        z_sym = torch.from_numpy(z_sym).view(1, self.N, h, w)
+        index, means_q = ex.entropy_params(z_sym, q_milli)
+        y_sym = ex.y_tables.decode(streams["y"], streams.get("y.esc", b""), index.numpy())
+        y_sym = torch.from_numpy(y_sym).view_as(index)
+        means = means_q.double() / 2**ACT_BITS
+        _, ig = self.gain(self._float_level(q_milli, 1, torch.device("cpu")))
+        return (y_sym.double() + means).float() * ig
+
+    def _require_exact(self) -> ExactParams:
+        if self.exact is None:
+            raise RuntimeError("exported exact parameters are not loaded (see liccodec.weights)")
+        return self.exact
+
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.loss()
+
+
+def _level_split(q_milli: int, levels: int) -> tuple[int, int]:
+    """Quality in thousandths (1000 = level 0) -> (lower level, weight of the upper in 1/1000)."""
+    lv = q_milli - Q_UNIT
+    if not 0 <= lv <= (levels - 1) * Q_UNIT:
+        raise ValueError(f"quality {q_milli / Q_UNIT} outside [1, {levels}]")
+    lo, f = divmod(lv, Q_UNIT)
+    if lo == levels - 1 and levels > 1:
+        lo, f = levels - 2, Q_UNIT
+    return lo, f
+
+
+def _round_div(n: Tensor, d: int) -> Tensor:
+    return torch.div(n + d // 2, d, rounding_mode="floor")
+
+
+@dataclass
+class ExactParams:
+    """The exported, integer-only state that decides the coder's parameters."""
+
+    hs: IntegerNet
+    z_median: Tensor      # (N,) int64, ACT_BITS fractional bits
+    inv_hyper_gain: Tensor  # (levels, N) int64, GAIN_BITS fractional bits
+    thresholds: Tensor    # (S-1,) int64: scale-index boundaries, ACT_BITS fractional bits
+    z_tables: TableSet
+    y_tables: TableSet
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, Tensor]) -> "ExactParams":
+        def tables(p: str) -> TableSet:
+            return TableSet(t[f"{p}.pmf"].numpy(), t[f"{p}.length"].numpy(), t[f"{p}.offset"].numpy())
+        return cls(IntegerNet.from_tensors(t, "exact.h_s"), t["exact.z_median"], t["exact.inv_hyper_gain"],
+                   t["exact.thresholds"], tables("exact.z_tables"), tables("exact.y_tables"))
+
+    def entropy_params(self, z_sym: Tensor, q_milli: int) -> tuple[Tensor, Tensor]:
+        """z symbols (B, N, h, w) int64 -> (scale indexes, means in ACT_BITS fixed point)."""
+        lo, f = _level_split(q_milli, self.inv_hyper_gain.shape[0])
+        hi = min(lo + 1, self.inv_hyper_gain.shape[0] - 1)
+        g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
+        num = ((z_sym << ACT_BITS) + self.z_median.view(1, -1, 1, 1)) * g.view(1, -1, 1, 1)
+        z_hat = _round_div(num, Q_UNIT << GAIN_BITS)
+        params = self.hs(z_hat)
+        scales, means = params.chunk(2, dim=1)
+        index = torch.searchsorted(self.thresholds, scales.contiguous().view(-1)).view_as(scales)
+        return index, means
+
+
+def export_exact(codec: "GainedHyperprior", scales: np.ndarray | None = None) -> dict[str, Tensor]:
+    """Integer hyper-synthesis, fixed-point medians/gains and coding tables (export time only)."""
+    scales = scale_table() if scales is None else scales
+    out = IntegerNet.from_float(codec.h_s).to_tensors("exact.h_s")
+    eb = codec.entropy_bottleneck
+    med = eb._get_medians().detach().double().view(-1)
+    out["exact.z_median"] = torch.round(med * 2**ACT_BITS).to(torch.int64)
+    ihg = codec.hyper_gain.log_inv_gain.detach().double().exp().clamp(2.0**-8, 64.0)
+    out["exact.inv_hyper_gain"] = torch.round(ihg * 2**GAIN_BITS).to(torch.int64)
+    bounds = np.sqrt(scales[:-1] * scales[1:])
+    out["exact.thresholds"] = torch.from_numpy(np.ceil(bounds * 2**ACT_BITS).astype(np.int64))
+    pmf, length, offset = gaussian_tables(scales)
+    out.update({"exact.y_tables.pmf": torch.from_numpy(pmf), "exact.y_tables.length": torch.from_numpy(length),
+                "exact.y_tables.offset": torch.from_numpy(offset)})
+    out.update(_z_tables(eb))
+    return out
+
+
+@torch.no_grad()
+def _z_tables(eb: nn.Module, tail: float = 1e-9) -> dict[str, Tensor]:
+    """Per-channel pmfs of the factorized prior around each channel's (fixed-point) median."""
+    q = eb.quantiles.detach().double()  # (C, 1, 3): lower tail, median, upper tail
+    med = q[:, 0, 1]
+    lo = torch.ceil(med - q[:, 0, 0]).clamp(min=1).to(torch.int64)
+    hi = torch.ceil(q[:, 0, 2] - med).clamp(min=1).to(torch.int64)
+    length = lo + hi + 1
+    width = int(length.max().item())
+    medf = torch.round(med * 2**ACT_BITS) / 2**ACT_BITS
+    samples = (torch.arange(width, dtype=torch.float64)[None, :] - lo[:, None] + medf[:, None]).float()
+    lik, _, _ = eb._likelihood(samples.unsqueeze(1), stop_gradient=True)
+    lik = lik[:, 0].double().clamp(min=0)
+    keep = torch.arange(width)[None, :] < length[:, None]
+    lik = torch.where(keep, lik, torch.zeros_like(lik))
+    esc = (1.0 - lik.sum(1)).clamp(min=tail)
+    pmf = torch.zeros(lik.shape[0], width + 1, dtype=torch.float64)
+    pmf[:, :width] = lik
+    pmf[torch.arange(lik.shape[0]), length] = esc
+    return {"exact.z_tables.pmf": pmf.float(), "exact.z_tables.length": length.to(torch.int32),
+            "exact.z_tables.offset": (-lo).to(torch.int32)}

@@ -1,0 +1,106 @@
+"""Mean-scale hyperprior image codec (Minnen et al., NeurIPS 2018, without context model).
+
+    x --g_a--> y --[GainedHyperprior]--> y_hat --g_s--> x_hat
+
+``g_a``/``g_s`` are the GDN transforms of Balle et al. (ICLR 2018); see
+``liccodec.latent.hyperprior`` for the entropy model and the gain units.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from liccodec.latent.hyperprior import GainedHyperprior
+from liccodec.nn import GDN, conv, deconv
+
+# CompressAI's MSE lambdas for its qualities 1..7 (distortion = lambda * 255^2 * MSE).
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
+
+
+@dataclass
+class MshConfig:
+    N: int = 128
+    M: int = 192
+    lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+
+@dataclass
+class CodecOut:
+    x_hat: Tensor
+    likelihoods: dict[str, Tensor]
+
+
+class MeanScaleHyperprior(nn.Module):
+    """Variable-rate mean-scale hyperprior. ``level`` is a float in [0, levels-1] per image."""
+
+    downsampling = 64  # input sides are padded to a multiple of this
+
+    def __init__(self, cfg: MshConfig, inference: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        N, M = cfg.N, cfg.M
+        self.g_a = nn.Sequential(
+            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M),
+        )
+        self.g_s = nn.Sequential(
+            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+        )
+        # Quantization step ~ 1/sqrt(lambda) for MSE, so start each level's gain there.
+        lam = torch.tensor(cfg.lambdas, dtype=torch.float32)
+        init = 0.5 * torch.log(lam / lam[len(lam) // 2])
+        self.latent = GainedHyperprior(N, M, cfg.levels, init, inference)
+
+    def lambda_at(self, level: Tensor) -> Tensor:
+        """Lambda for fractional levels: geometric interpolation between trained levels."""
+        logl = torch.log(torch.tensor(self.cfg.lambdas, device=level.device))
+        top = len(self.cfg.lambdas) - 1
+        level = level.clamp(0, top)
+        lo = level.floor().long().clamp(max=max(top - 1, 0))
+        hi = (lo + 1).clamp(max=top)
+        t = level - lo.to(level.dtype)
+        return torch.exp(logl[lo] + t * (logl[hi] - logl[lo]))
+
+    def forward(self, x: Tensor, level: Tensor) -> CodecOut:
+        y = self.g_a(x)
+        lat = self.latent(y, level)
+        x_hat = self.g_s(lat.y_hat.to(y.dtype) if torch.is_autocast_enabled() else lat.y_hat)
+        return CodecOut(x_hat, lat.likelihoods)
+
+    # ---- real coding -------------------------------------------------------------------
+    @torch.no_grad()
+    def compress(self, x: Tensor, q_milli: int) -> dict[str, bytes]:
+        """x: (1, 3, H, W) in [0, 1], H and W multiples of :attr:`downsampling`."""
+        return self.latent.compress(self.g_a(x), q_milli)[0]
+
+    @torch.no_grad()
+    def decompress(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int) -> Tensor:
+        """Inverse of :meth:`compress` for a padded size ``hw``; returns x_hat in [0, 1]."""
+        z_hw = (hw[0] // self.downsampling, hw[1] // self.downsampling)
+        y_hat = self.latent.decompress(streams, z_hw, q_milli)
+        return self.g_s(y_hat).clamp_(0, 1)
+
+    def inference_state(self) -> dict[str, Tensor]:
+        """Float tensors needed to code (the exact parts are exported separately)."""
+        return {k: v for k, v in self.state_dict().items()
+                if not k.startswith(("latent.h_s.", "latent.entropy_bottleneck."))}
+
+    def export_tensors(self) -> dict[str, Tensor]:
+        from liccodec.latent.hyperprior import export_exact
+
+        return {**self.inference_state(), **export_exact(self.latent)}
+
+    def load_tensors(self, tensors: dict[str, Tensor]) -> None:
+        float_part = {k: v for k, v in tensors.items() if not k.startswith("exact.")}
+        missing, unexpected = self.load_state_dict(float_part, strict=False)
+        bad = [k for k in missing if not k.startswith(("latent.h_s.", "latent.entropy_bottleneck."))]
+        if bad or unexpected:
+            raise KeyError(f"weights do not fit the architecture: missing {bad[:5]}, unexpected {unexpected[:5]}")
+        self.latent.load_exact(tensors)

@@ -1,0 +1,113 @@
+"""Exact integer inference for the hyper-synthesis (Balle, Johnston, Minnen, "Integer
+networks for data compression with latent-variable models", ICLR 2019).
+
+Everything that decides the entropy coder's parameters must come out bit-identical on
+every machine, thread count and batch size. A float (de)conv/ReLU stack is exported as:
+
+* integer weights ``W_q = round(W * 2**s)`` (``|W_q| < 2**15``, one shift ``s`` per layer),
+* integer activations with ``ACT_BITS`` fractional bits, clipped to ``+-ACT_CLIP``,
+* integer biases at the accumulator's scale ``2**(s + ACT_BITS)``,
+* requantization by a rounding arithmetic right shift.
+
+The accumulation itself runs as a float64 convolution over integer-valued tensors. That
+is exact whatever the summation order, because export checks that every partial sum is
+below 2**53 (so no rounding ever happens); the result is converted back to int64 before
+anything else touches it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACT_BITS = 10
+ACT_CLIP = (1 << 22) - 1
+W_LIMIT = (1 << 15) - 1
+EXACT_LIMIT = 1 << 53
+
+
+@dataclass
+class IntLayer:
+    kind: str          # "conv" or "deconv"
+    weight: Tensor     # int64
+    bias: Tensor       # int64, at scale 2**(shift + ACT_BITS)
+    shift: int
+    stride: int
+    padding: int
+    output_padding: int
+    relu: bool
+
+    def __call__(self, x: Tensor) -> Tensor:
+        xd, wd = x.to(torch.float64), self.weight.to(torch.float64)
+        if self.kind == "conv":
+            acc = F.conv2d(xd, wd, None, self.stride, self.padding)
+        else:
+            acc = F.conv_transpose2d(xd, wd, None, self.stride, self.padding, self.output_padding)
+        acc = acc.to(torch.int64) + self.bias.view(1, -1, 1, 1)
+        out = (acc + (1 << (self.shift - 1))) >> self.shift
+        return out.clamp(0 if self.relu else -ACT_CLIP, ACT_CLIP)
+
+
+class IntegerNet:
+    """A chain of :class:`IntLayer`; input and output carry ``ACT_BITS`` fractional bits."""
+
+    def __init__(self, layers: list[IntLayer]):
+        self.layers = layers
+
+    def __call__(self, x: Tensor) -> Tensor:
+        x = x.to(torch.int64).clamp(-ACT_CLIP, ACT_CLIP)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    @classmethod
+    def from_float(cls, seq: nn.Sequential) -> "IntegerNet":
+        mods = list(seq)
+        layers = []
+        for i, m in enumerate(mods):
+            if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                continue
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            relu = isinstance(nxt, nn.ReLU)
+            if nxt is not None and not relu:
+                raise ValueError(f"integer export supports ReLU between layers, got {type(nxt).__name__}")
+            w = m.weight.detach().double()
+            shift = min(24, W_LIMIT.bit_length() - 1 - math.ceil(math.log2(w.abs().max().item() + 1e-30)))
+            wq = torch.round(w * 2.0**shift).to(torch.int64).clamp(-W_LIMIT, W_LIMIT)
+            b = m.bias.detach().double() if m.bias is not None else torch.zeros(wq.shape[0 if isinstance(m, nn.Conv2d) else 1])
+            bq = torch.round(b * 2.0 ** (shift + ACT_BITS)).to(torch.int64)
+            kind = "conv" if isinstance(m, nn.Conv2d) else "deconv"
+            # worst-case accumulator magnitude per output channel must stay exactly representable
+            per_out = wq.abs().sum(dim=(1, 2, 3)) if kind == "conv" else wq.abs().sum(dim=(0, 2, 3))
+            worst = per_out.max().item() * ACT_CLIP + bq.abs().max().item()
+            if worst >= EXACT_LIMIT:
+                raise ValueError(f"layer {i}: accumulator bound 2^{math.log2(worst):.1f} is not exact in float64")
+            op = m.output_padding[0] if kind == "deconv" else 0
+            layers.append(IntLayer(kind, wq, bq, shift, m.stride[0], m.padding[0], op, relu))
+        return cls(layers)
+
+    # ---- (de)serialization as flat tensors (safetensors) ----
+    def to_tensors(self, prefix: str) -> dict[str, Tensor]:
+        out = {}
+        for i, l in enumerate(self.layers):
+            out[f"{prefix}.{i}.weight"] = l.weight.to(torch.int32)
+            out[f"{prefix}.{i}.bias"] = l.bias
+            out[f"{prefix}.{i}.meta"] = torch.tensor(
+                [l.kind == "deconv", l.shift, l.stride, l.padding, l.output_padding, l.relu], dtype=torch.int64)
+        return out
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], prefix: str) -> "IntegerNet":
+        layers, i = [], 0
+        while f"{prefix}.{i}.weight" in tensors:
+            meta = tensors[f"{prefix}.{i}.meta"].tolist()
+            layers.append(IntLayer("deconv" if meta[0] else "conv", tensors[f"{prefix}.{i}.weight"].to(torch.int64),
+                                   tensors[f"{prefix}.{i}.bias"].to(torch.int64), int(meta[1]), int(meta[2]),
+                                   int(meta[3]), int(meta[4]), bool(meta[5])))
+            i += 1
+        if not layers:
+            raise KeyError(f"no integer layers under {prefix!r}")
+        return cls(layers)

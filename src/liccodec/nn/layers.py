@@ -1,0 +1,133 @@
+"""Small building blocks shared by the architectures."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def conv(c_in: int, c_out: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(c_in: int, c_out: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(
+        c_in, c_out, kernel, stride=stride, output_padding=stride - 1, padding=kernel // 2
+    )
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+class GainUnits(nn.Module):
+    """Per-channel gain vectors for continuous variable rate.
+
+    Cui et al., "Asymmetric Gained Deep Image Compression With Continuous Rate
+    Adaptation", CVPR 2021. One (gain, inverse gain) pair of vectors per trained level;
+    a fractional level interpolates *linearly* between its two neighbours. Linear (rather
+    than the paper's geometric) interpolation needs only +, -, * on the decoder side, so
+    the inverse gains that feed the entropy model can be reproduced bit-exactly on any
+    IEEE-754 machine (see ``latent.hyperprior``). Gains are stored as logarithms so that
+    they stay positive during training.
+    """
+
+    def __init__(self, levels: int, channels: int, init_log_gain: Tensor | None = None):
+        super().__init__()
+        init = torch.zeros(levels, channels)
+        if init_log_gain is not None:
+            init = init + init_log_gain.reshape(levels, 1)
+        self.log_gain = nn.Parameter(init.clone())
+        self.log_inv_gain = nn.Parameter(-init.clone())
+
+    @property
+    def levels(self) -> int:
+        return self.log_gain.shape[0]
+
+    @staticmethod
+    def _interp(table: Tensor, level: Tensor) -> Tensor:
+        # level: (B,) float in [0, levels-1] -> (B, C, 1, 1)
+        top = table.shape[0] - 1
+        level = level.clamp(0, top)
+        lo = level.floor().long().clamp(max=max(top - 1, 0))
+        t = (level - lo.to(level.dtype)).unsqueeze(1)
+        hi = (lo + 1).clamp(max=top)
+        out = table[lo] + t * (table[hi] - table[lo])
+        return out[:, :, None, None]
+
+    def forward(self, level: Tensor) -> tuple[Tensor, Tensor]:
+        """Return (gain, inverse_gain), each (B, C, 1, 1), for fractional levels."""
+        return (
+            self._interp(self.log_gain.exp(), level),
+            self._interp(self.log_inv_gain.exp(), level),
+        )
+
+
+class _LowerBound(torch.autograd.Function):
+    """max(x, bound), letting gradients through where they push x back up (Balle et al.)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, bound: Tensor | float) -> Tensor:
+        bound_t = torch.as_tensor(bound, dtype=x.dtype, device=x.device)
+        ctx.save_for_backward(x, bound_t)
+        return torch.max(x, bound_t)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, bound = ctx.saved_tensors
+        passes = (x >= bound) | (grad < 0)
+        return grad * passes.to(grad.dtype), None
+
+
+def lower_bound(x: Tensor, bound: Tensor | float) -> Tensor:
+    return _LowerBound.apply(x, bound)
+
+
+class _LowerBoundModule(nn.Module):
+    def __init__(self, bound: float):
+        super().__init__()
+        self.register_buffer("bound", torch.tensor([float(bound)]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lower_bound(x, self.bound)
+
+
+class _NonNegative(nn.Module):
+    """Parametrize a non-negative tensor as ``max(p, bound)**2 - pedestal``."""
+
+    def __init__(self, minimum: float = 0.0, offset: float = 2**-18):
+        super().__init__()
+        self.register_buffer("pedestal", torch.tensor([offset**2]))
+        self.lower_bound = _LowerBoundModule((minimum + offset**2) ** 0.5)
+
+    def init(self, x: Tensor) -> Tensor:
+        return torch.sqrt(torch.max(x + self.pedestal, self.pedestal))
+
+    def forward(self, p: Tensor) -> Tensor:
+        return self.lower_bound(p) ** 2 - self.pedestal
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Balle, Laparra, Simoncelli, ICLR 2016).
+
+    ``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2)``; with ``inverse`` it multiplies
+    instead (IGDN). Same parameters, buffers and state-dict keys as CompressAI's GDN, so
+    checkpoints move between the two, but importing it does not import CompressAI (whose
+    package import takes seconds).
+    """
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_reparam = _NonNegative(beta_min)
+        self.gamma_reparam = _NonNegative()
+        self.beta = nn.Parameter(self.beta_reparam.init(torch.ones(channels)))
+        self.gamma = nn.Parameter(self.gamma_reparam.init(gamma_init * torch.eye(channels)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = x.shape[1]
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma).reshape(c, c, 1, 1)
+        norm = F.conv2d(x * x, gamma.to(x.dtype), beta.to(x.dtype))
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))

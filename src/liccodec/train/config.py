@@ -1,0 +1,82 @@
+"""Training configuration, loadable from TOML.
+
+A recipe file has a ``[model]`` table (``arch`` plus that architecture's config fields)
+and a ``[train]`` table (the fields of :class:`TrainConfig`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    data: str = "../shared/data/train"
+    val_data: str = "../shared/data/kodak"
+    out: str = "../runs/default"          # checkpoints and logs; keep outside git
+    seed: int = 0
+    batch: int = 8
+    # [[step, patch], ...]: crop side from that step on (a curriculum of crop sizes)
+    patch_schedule: list[list[int]] = field(default_factory=lambda: [[0, 128]])
+    steps: int = 100_000                  # total optimizer steps
+    lr: float = 1e-3
+    warmup: int = 1000
+    decay_start: int = 80_000             # constant lr until here, then cosine to lr_min
+    lr_min: float = 1e-5
+    aux_lr: float = 1e-3
+    clip: float = 1.0
+    ema: float = 0.999
+    amp: str = "bf16"                     # "bf16" or "none"
+    ckpt_every_s: float = 300.0
+    log_every: int = 50
+    val_every: int = 2000
+    val_levels: list[float] = field(default_factory=lambda: [1.0, 4.0])
+    val_images: int = 24
+
+    def patch_at(self, step: int) -> int:
+        patch = self.patch_schedule[0][1]
+        for start, p in self.patch_schedule:
+            if step >= start:
+                patch = p
+        return patch
+
+    def lr_at(self, step: int) -> float:
+        import math
+
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if step < self.decay_start:
+            return self.lr
+        span = max(self.steps - self.decay_start, 1)
+        t = min((step - self.decay_start) / span, 1.0)
+        return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * t))
+
+
+@dataclass
+class Recipe:
+    arch: str
+    model: dict[str, Any]
+    train: TrainConfig
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recipe":
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Recipe":
+        model = dict(raw.get("model", {}))
+        arch = model.pop("arch", "msh")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        train_raw = raw.get("train", {})
+        unknown = set(train_raw) - known
+        if unknown:
+            raise ValueError(f"unknown [train] keys: {sorted(unknown)}")
+        return cls(arch, model, TrainConfig(**train_raw))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": {"arch": self.arch, **self.model}, "train": dataclasses.asdict(self.train)}

@@ -1,0 +1,72 @@
+"""Export a training checkpoint to shipped weights: safetensors + manifest entry.
+
+The exported file holds the float transforms (EMA weights), the integer hyper-synthesis,
+fixed-point medians and gains, and the coding tables; no optimizer state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from liccodec.models import get_arch
+from liccodec.weights import sha256_file
+
+
+def model_from_checkpoint(path: str | Path, use_ema: bool = True):
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model_cfg = dict(ck["recipe"]["model"])
+    arch = model_cfg.pop("arch")
+    model = get_arch(arch).build(**model_cfg)
+    model.load_state_dict(ck["ema" if use_ema else "model"])
+    return model.eval(), arch, model_cfg, ck
+
+
+def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, description: str = "",
+           recipe_file: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    model, arch, cfg, ck = model_from_checkpoint(checkpoint)
+    if not model_id.startswith(arch + "."):
+        raise ValueError(f"model id {model_id!r} must start with the architecture name {arch!r}")
+    tensors = {k: v.contiguous() for k, v in model.export_tensors().items()}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{model_id}.safetensors"
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"model_id": model_id, "arch": arch, "config": json.dumps(cfg)})
+    os.replace(tmp, path)
+    levels = len(cfg.get("lambdas", [])) or model.cfg.levels
+    st = ck["state"]
+    entry = {
+        "arch": arch,
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "quality": {"min": 1.0, "max": float(levels), "default": float(min(4, levels))},
+        "metric": "mse",
+        "description": description,
+        "licence": "weights: Apache-2.0 (this project); trained on research-only data, see training.data",
+        "training": {
+            "recipe": recipe_file,
+            "steps": st["step"],
+            "wall_clock_hours": round(st["wall"] / 3600, 2),
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "data": "shared/data/train: 724 photos (BSDS500, Urban100, Sun-Hays80, Wikipedia photos); "
+                    "research/non-commercial terms for BSDS500, see its README",
+            "ema": True,
+            **(extra or {}),
+        },
+    }
+    manifest_path = out_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"format": 1, "models": {}}
+    manifest["models"][model_id] = entry
+    tmp = manifest_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, manifest_path)
+    return path

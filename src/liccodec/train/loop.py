@@ -1,0 +1,209 @@
+"""The training loop: resumable, bf16 transforms on CPU, fp32 entropy math, EMA weights.
+
+A run lives in one folder (``TrainConfig.out``): ``recipe.toml``, ``last.pt`` (full
+resumable state), ``train.jsonl`` and ``val.jsonl``. Kill it at any moment and
+``--resume`` continues from the last checkpoint to the same result an uninterrupted run
+would give (same crops, same noise, same updates), on the same device and thread count.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from liccodec.models import get_arch
+from liccodec.train.config import Recipe
+from liccodec.train.data import CropSampler, list_images, load_rgb
+
+
+def rd_terms(model: nn.Module, x: Tensor, level: Tensor):
+    """Per-image (bpp, mse) of one forward pass, both fp32."""
+    out = model(x, level)
+    n_pix = x.shape[2] * x.shape[3]
+    bpp = sum((-torch.log2(lik.float())).flatten(1).sum(1) for lik in out.likelihoods.values()) / n_pix
+    mse = (out.x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
+    return bpp, mse, out
+
+
+def psnr(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def _autocast(device: torch.device, amp: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=(amp == "bf16"))
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    wall: float = 0.0           # seconds spent training, summed over resumed runs
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, device: str | None = None):
+        self.recipe = recipe
+        self.cfg = recipe.train
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(self.cfg.seed)
+        spec = get_arch(recipe.arch)
+        self.model = spec.build(**recipe.model).to(self.device).to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.model).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        main = [p for n, p in self.model.named_parameters() if not n.endswith("quantiles")]
+        aux = [p for n, p in self.model.named_parameters() if n.endswith("quantiles")]
+        self.opt = torch.optim.Adam(main, lr=self.cfg.lr)
+        self.aux_opt = torch.optim.Adam(aux, lr=self.cfg.aux_lr)
+        self.data = CropSampler(self.cfg.data, self.cfg.seed)
+        self.state = TrainState()
+        self.out = Path(self.cfg.out)
+
+    # ---- persistence -------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        return {
+            "recipe": self.recipe.to_dict(),
+            "state": vars(self.state),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "aux_opt": self.aux_opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "data_rng": self.data.state(),
+        }
+
+    def save(self, name: str = "last.pt") -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / name
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.checkpoint(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ck["model"])
+        self.ema.load_state_dict(ck["ema"])
+        self.opt.load_state_dict(ck["opt"])
+        self.aux_opt.load_state_dict(ck["aux_opt"])
+        torch.set_rng_state(ck["torch_rng"])
+        if ck.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        self.data.set_state(ck["data_rng"])
+        self.state = TrainState(**ck["state"])
+
+    # ---- one step ----------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        model.train()
+        lr = cfg.lr_at(self.state.step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x = self.data.batch(cfg.batch, cfg.patch_at(self.state.step)).to(self.device)
+        levels = model.cfg.levels
+        level = torch.rand(x.shape[0], device=self.device) * (levels - 1)
+        with _autocast(self.device, cfg.amp):
+            bpp, mse, _ = rd_terms(model, x, level)
+        lam = model.lambda_at(level)
+        loss = (lam * 255.0**2 * mse + bpp).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], cfg.clip)
+        self.opt.step()
+        aux = model.latent.aux_loss()
+        self.aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        self.aux_opt.step()
+        self._update_ema()
+        self.state.step += 1
+        return {"loss": loss.item(), "bpp": bpp.mean().item(), "mse": mse.mean().item(),
+                "aux": aux.item(), "lr": lr}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = self.cfg.ema
+        for pe, p in zip(self.ema.parameters(), self.model.parameters()):
+            pe.lerp_(p.detach(), 1 - d)
+        for be, b in zip(self.ema.buffers(), self.model.buffers()):
+            be.copy_(b)
+
+    # ---- validation --------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict:
+        from liccodec.imageio import pad_to_multiple
+
+        paths = list_images(self.cfg.val_data)[: self.cfg.val_images]
+        res = {}
+        for lv in self.cfg.val_levels:
+            bpps, psnrs = [], []
+            for p in paths:
+                x = torch.from_numpy(load_rgb(p)).permute(2, 0, 1)[None].float().div(255).to(self.device)
+                h, w = x.shape[2:]
+                xp = pad_to_multiple(x, self.ema.downsampling)
+                with _autocast(self.device, self.cfg.amp):
+                    out = self.ema(xp.contiguous(memory_format=torch.channels_last),
+                                   torch.full((1,), lv, device=self.device))
+                bits = sum((-torch.log2(l.float())).sum() for l in out.likelihoods.values())
+                xh = out.x_hat.float()[:, :, :h, :w].clamp(0, 1)
+                bpps.append(bits.item() / (h * w))
+                psnrs.append(psnr(((xh - x) ** 2).mean().item()))
+            res[f"level{lv:g}"] = {"bpp_est": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+        return res
+
+    # ---- the loop ----------------------------------------------------------------------
+    def run(self, max_minutes: float | None = None, progress: bool = True) -> None:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "recipe.json").write_text(json.dumps(self.recipe.to_dict(), indent=1))
+        t_start = time.time()
+        last_ckpt = time.time()
+        acc: dict[str, list[float]] = {}
+        t_seg = time.time()
+        tty = sys.stderr.isatty()
+        bar = tqdm(total=cfg.steps, initial=self.state.step, disable=not progress,
+                   mininterval=1 if tty else 60, dynamic_ncols=True, desc="train")
+        with open(self.out / "train.jsonl", "a") as log, open(self.out / "val.jsonl", "a") as vlog:
+            while self.state.step < cfg.steps:
+                t0 = time.time()
+                m = self.step()
+                self.state.wall += time.time() - t0
+                for k, v in m.items():
+                    acc.setdefault(k, []).append(v)
+                bar.update(1)
+                s = self.state.step
+                if s % cfg.log_every == 0:
+                    rec = {k: float(np.mean(v)) for k, v in acc.items()}
+                    rec["psnr"] = psnr(rec["mse"])
+                    rec.update(step=s, wall=round(self.state.wall, 1),
+                               s_per_step=(time.time() - t_seg) / len(acc["loss"]),
+                               patch=cfg.patch_at(s - 1))
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}",
+                                    psnr=f"{rec['psnr']:.2f}")
+                    acc, t_seg = {}, time.time()
+                if cfg.val_every and s % cfg.val_every == 0:
+                    v = {"step": s, "wall": round(self.state.wall, 1), **self.validate()}
+                    vlog.write(json.dumps(v) + "\n")
+                    vlog.flush()
+                    bar.write(f"val step {s}: {json.dumps(v)}")
+                if time.time() - last_ckpt > cfg.ckpt_every_s:
+                    self.save()
+                    last_ckpt = time.time()
+                if max_minutes is not None and time.time() - t_start > max_minutes * 60:
+                    bar.write(f"time budget of {max_minutes} min reached at step {s}")
+                    break
+        self.save()
+        bar.close()

@@ -1,0 +1,116 @@
+"""Shipped weights: the manifest, sha256 verification and loading.
+
+Weights live in a ``models/`` folder next to ``manifest.json``. It is looked for in this
+order: ``$LICCODEC_MODELS``; the ``models/`` folder of a source checkout (``pip install -e``);
+``<prefix>/share/liccodec/models`` (where a regular ``pip install`` puts it). Nothing is
+ever downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from liccodec.errors import ModelError
+
+
+def models_dir() -> Path:
+    env = os.environ.get("LICCODEC_MODELS")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2] / "models",
+                   Path(sys.prefix) / "share" / "liccodec" / "models"]
+    for c in candidates:
+        if (c / "manifest.json").is_file():
+            return c
+    return candidates[0]
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    id: str                     # "arch.tag"
+    arch: str
+    config: dict[str, Any]
+    file: str
+    sha256: str
+    quality_min: float
+    quality_max: float
+    quality_default: float
+    metric: str = "mse"
+    description: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return models_dir() / self.file
+
+    @property
+    def available(self) -> bool:
+        return self.path.is_file()
+
+    @property
+    def digest(self) -> bytes:
+        return bytes.fromhex(self.sha256)[:16]
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "arch": self.arch, "sha256": self.sha256, "available": self.available,
+                "quality_min": self.quality_min, "quality_max": self.quality_max,
+                "quality_default": self.quality_default, "metric": self.metric,
+                "description": self.description}
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, WeightSpec]:
+    folder = folder or models_dir()
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text())
+    specs = {}
+    for mid, e in raw["models"].items():
+        if mid in specs:
+            raise ModelError(f"duplicate model id {mid!r} in {path}")
+        q = e["quality"]
+        specs[mid] = WeightSpec(mid, e["arch"], e["config"], e["file"], e["sha256"], q["min"], q["max"],
+                                q["default"], e.get("metric", "mse"), e.get("description", ""),
+                                e.get("training", {}))
+    return specs
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def get_spec(model_id: str) -> WeightSpec:
+    specs = read_manifest()
+    if model_id not in specs:
+        known = ", ".join(sorted(specs)) or "none (no manifest found)"
+        raise ModelError(f"unknown model {model_id!r}; shipped models: {known}")
+    return specs[model_id]
+
+
+@lru_cache(maxsize=4)
+def load_model(model_id: str):
+    """Build the architecture, verify the weights' sha256, load them; returns the module."""
+    from safetensors.torch import load_file
+
+    from liccodec.models import get_arch
+
+    spec = get_spec(model_id)
+    if not spec.available:
+        raise ModelError(f"weights file for {model_id} not found at {spec.path}")
+    actual = sha256_file(spec.path)
+    if actual != spec.sha256:
+        raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")
+    model = get_arch(spec.arch).build(inference=True, **spec.config)
+    model.load_tensors(load_file(str(spec.path)))
+    model.eval()
+    model.spec = spec
+    return model
