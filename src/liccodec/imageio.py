@@ -126,7 +126,7 @@ def merge(rgb: np.ndarray, alpha: np.ndarray | None, mode: Mode, bit_depth: int)
     if mode in (Mode.L, Mode.LA):
         grey = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
         if bit_depth == 16:
-            return Image.fromarray(grey.astype(np.uint16) * 257, "I;16")
+            return Image.fromarray(grey.astype(np.uint16) * 257)  # mode I;16
         if mode == Mode.LA:
             return Image.fromarray(np.stack([grey, alpha], axis=2), "LA")
         return Image.fromarray(grey, "L")

@@ -30,7 +30,7 @@ def models_dir() -> Path:
     return candidates[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WeightSpec:
     id: str                     # "arch.tag"
     arch: str
@@ -43,6 +43,12 @@ class WeightSpec:
     metric: str = "mse"
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.sha256))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WeightSpec) and (self.id, self.sha256) == (other.id, other.sha256)
 
     @property
     def path(self) -> Path:
@@ -96,14 +102,18 @@ def get_spec(model_id: str) -> WeightSpec:
     return specs[model_id]
 
 
-@lru_cache(maxsize=4)
 def load_model(model_id: str):
     """Build the architecture, verify the weights' sha256, load them; returns the module."""
+    spec = get_spec(model_id)
+    return _load(spec, str(spec.path))
+
+
+@lru_cache(maxsize=4)
+def _load(spec: WeightSpec, path: str):
     from safetensors.torch import load_file
 
     from liccodec.models import get_arch
 
-    spec = get_spec(model_id)
     if not spec.available:
         raise ModelError(f"weights file for {model_id} not found at {spec.path}")
     actual = sha256_file(spec.path)

@@ -294,3 +294,35 @@ def models(as_json):
         click.echo(f"  {s.id:12} quality {s.quality_min:g}-{s.quality_max:g} (default {s.quality_default:g}), "
                    f"sha256 {s.sha256[:12]}{state}  {s.description}")
 
+
+
+@main.command()
+@click.option("-m", "--model", default="msh.mse", show_default=True, help="Model id.")
+@click.option("-q", "--quality", type=float, help=QUALITY_HELP)
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False), default="lic-demo", show_default=True,
+              help="Where to write the .lic file and its decoded PNG.")
+def demo(model, quality, out_dir):
+    """Encode and decode the bundled sample photo (Chelsea the cat, CC0) with a shipped model."""
+    from importlib.resources import files
+
+    from liccodec.codec import decode_rgb, encode_planes
+    from liccodec.fileio import atomic_write_bytes
+    from liccodec.imageio import merge, open_image, split
+
+    sample = files("liccodec") / "data" / "chelsea.png"
+    planes = split(open_image(sample.read_bytes()))
+    out = Path(out_dir)
+    t0 = time.time()
+    enc = encode_planes(planes, model, quality)
+    t_enc = time.time() - t0
+    atomic_write_bytes(out / "chelsea.lic", enc.data)
+    t0 = time.time()
+    header, rgb, alpha = decode_rgb(enc.data)
+    t_dec = time.time() - t0
+    png = _image_bytes(merge(rgb, alpha, header.mode, header.bit_depth), "PNG", "x.png")
+    atomic_write_bytes(out / "chelsea.decoded.png", png)
+    w, h = planes.size
+    extra = _quality_metrics(planes, enc.data)
+    click.echo(f"{model} q={header.quality / 1000:g}: {len(enc.data):,} bytes, "
+               f"{8 * len(enc.data) / (w * h):.3f} bpp{extra}; encode {t_enc:.2f} s, decode {t_dec:.2f} s")
+    click.echo(f"wrote {out / 'chelsea.lic'} and {out / 'chelsea.decoded.png'}")

@@ -141,8 +141,9 @@ class GainedHyperprior(nn.Module):
         return streams, y_hat
 
     @torch.no_grad()
-    def decompress(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int) -> Tensor:
-        """Inverse of :meth:`compress`: streams -> y_hat (1, M, 4h, 4w) as float32."""
+    def decode_latents(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int
+                       ) -> tuple[Tensor, Tensor]:
+        """Streams -> (y symbols, means in ACT_BITS fixed point): integers only."""
         ex = self._require_exact()
         h, w = z_hw
         for name in ("z", "y"):
@@ -152,13 +153,17 @@ class GainedHyperprior(nn.Module):
         z_sym = ex.z_tables.decode(streams["z"], streams.get("z.esc", b""), chan.numpy())
         if np.abs(z_sym).max(initial=0) > Z_LIMIT:
             raise FormatError("hyper-latent value out of range")
-        z_sym = torch.from_numpy(z_sym).view(1, self.N, h, w)
-        index, means_q = ex.entropy_params(z_sym, q_milli)
+        index, means_q = ex.entropy_params(torch.from_numpy(z_sym).view(1, self.N, h, w), q_milli)
         y_sym = ex.y_tables.decode(streams["y"], streams.get("y.esc", b""), index.numpy())
-        y_sym = torch.from_numpy(y_sym).view_as(index)
-        means = means_q.double() / 2**ACT_BITS
-        _, ig = self.gain(self._float_level(q_milli, 1, torch.device("cpu")))
-        return (y_sym.double() + means).float() * ig
+        return torch.from_numpy(y_sym).view_as(index), means_q
+
+    @torch.no_grad()
+    def decompress(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int) -> Tensor:
+        """Inverse of :meth:`compress`: streams -> y_hat (1, M, 4h, 4w)."""
+        y_sym, means_q = self.decode_latents(streams, z_hw, q_milli)
+        _, ig = self.gain(self._float_level(q_milli, 1, self.gain.log_gain.device))
+        y_hat = (y_sym.double() + means_q.double() / 2**ACT_BITS).to(ig.dtype)
+        return y_hat.to(ig.device) * ig
 
     def _require_exact(self) -> ExactParams:
         if self.exact is None:

@@ -28,9 +28,19 @@ def model_from_checkpoint(path: str | Path, use_ema: bool = True):
 
 def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, description: str = "",
            recipe_file: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Export the EMA weights of a training checkpoint (see :func:`export_module`)."""
+    model, arch, cfg, ck = model_from_checkpoint(checkpoint)
+    st = ck["state"]
+    training = {"recipe": recipe_file, "steps": st["step"], "wall_clock_hours": round(st["wall"] / 3600, 2),
+                "ema": True, **(extra or {})}
+    return export_module(model, arch, cfg, model_id, out_dir, description=description, training=training)
+
+
+def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir: str | Path, *,
+                  description: str = "", training: dict[str, Any] | None = None) -> Path:
+    """Write ``<out_dir>/<model_id>.safetensors`` and its entry in ``<out_dir>/manifest.json``."""
     from safetensors.torch import save_file
 
-    model, arch, cfg, ck = model_from_checkpoint(checkpoint)
     if not model_id.startswith(arch + "."):
         raise ValueError(f"model id {model_id!r} must start with the architecture name {arch!r}")
     tensors = {k: v.contiguous() for k, v in model.export_tensors().items()}
@@ -40,8 +50,7 @@ def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, descri
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"model_id": model_id, "arch": arch, "config": json.dumps(cfg)})
     os.replace(tmp, path)
-    levels = len(cfg.get("lambdas", [])) or model.cfg.levels
-    st = ck["state"]
+    levels = model.cfg.levels
     entry = {
         "arch": arch,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
@@ -53,14 +62,10 @@ def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, descri
         "description": description,
         "licence": "weights: Apache-2.0 (this project); trained on research-only data, see training.data",
         "training": {
-            "recipe": recipe_file,
-            "steps": st["step"],
-            "wall_clock_hours": round(st["wall"] / 3600, 2),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
             "data": "shared/data/train: 724 photos (BSDS500, Urban100, Sun-Hays80, Wikipedia photos); "
                     "research/non-commercial terms for BSDS500, see its README",
-            "ema": True,
-            **(extra or {}),
+            **(training or {}),
         },
     }
     manifest_path = out_dir / "manifest.json"
