@@ -43,6 +43,12 @@ def tiny_models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
+def tiny_float():
+    """The tiny model before export (float h_s and density model): the rate estimate."""
+    return build_tiny()
+
+
+@pytest.fixture()
 def tiny(tiny_models_dir, monkeypatch):
     """Point the weights lookup at the tiny model; yields its id."""
     monkeypatch.setenv("LICCODEC_MODELS", str(tiny_models_dir))

@@ -13,8 +13,6 @@ from liccodec.errors import ModelError, UsageError
 from liccodec.imageio import pad_to_multiple, to_tensor
 from liccodec.weights import load_model
 
-from conftest import build_tiny
-
 
 def _latents(model_id, data):
     from liccodec.container import unpack
@@ -72,10 +70,10 @@ def test_entropy_parameters_independent_of_batch(tiny):
     assert torch.equal(means, torch.cat([s[1] for s in singles]))
 
 
-def test_file_size_matches_estimated_rate(tiny):
+def test_file_size_matches_estimated_rate(tiny, tiny_float):
     rng = np.random.default_rng(3)
     img = np.clip(rng.normal(128, 40, (256, 256, 3)), 0, 255).astype(np.uint8)
-    ref = build_tiny()
+    ref = tiny_float
     x = to_tensor(img)
     for q in (1.0, 2.5, 3.0):
         data = liccodec.encode(Image.fromarray(img), model=tiny, quality=q)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from liccodec.latent.hyperprior import GainedHyperprior
-from liccodec.nn import GDN, conv, deconv
+from liccodec.nn import GDN, conv, deconv, transform_precision
 
 # CompressAI's MSE lambdas for its qualities 1..7 (distortion = lambda * 255^2 * MSE).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
@@ -76,16 +76,25 @@ class MeanScaleHyperprior(nn.Module):
 
     # ---- real coding -------------------------------------------------------------------
     @torch.no_grad()
-    def compress(self, x: Tensor, q_milli: int) -> dict[str, bytes]:
-        """x: (1, 3, H, W) in [0, 1], H and W multiples of :attr:`downsampling`."""
-        return self.latent.compress(self.g_a(x), q_milli)[0]
+    def compress(self, x: Tensor, q_milli: int, precision: str = "fp32") -> dict[str, bytes]:
+        """x: (1, 3, H, W) in [0, 1], H and W multiples of :attr:`downsampling`.
+
+        ``precision`` ("fp32" or "bf16") applies to the float transforms only; what
+        decides the coder's parameters is integer arithmetic either way.
+        """
+        with transform_precision(x.device, precision):
+            y = self.g_a(x.contiguous(memory_format=torch.channels_last))
+            return self.latent.compress(y, q_milli)[0]
 
     @torch.no_grad()
-    def decompress(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int) -> Tensor:
+    def decompress(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int,
+                   precision: str = "fp32") -> Tensor:
         """Inverse of :meth:`compress` for a padded size ``hw``; returns x_hat in [0, 1]."""
         z_hw = (hw[0] // self.downsampling, hw[1] // self.downsampling)
         y_hat = self.latent.decompress(streams, z_hw, q_milli)
-        return self.g_s(y_hat).clamp_(0, 1)
+        with transform_precision(y_hat.device, precision):
+            x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last))
+        return x_hat.float().clamp_(0, 1)
 
     def inference_state(self) -> dict[str, Tensor]:
         """Float tensors needed to code (the exact parts are exported separately)."""

@@ -16,6 +16,23 @@ def deconv(c_in: int, c_out: int, kernel: int = 5, stride: int = 2) -> nn.ConvTr
     )
 
 
+def native_bf16() -> bool:
+    """True where oneDNN runs bf16 natively (AVX512-BF16 / AMX); elsewhere bf16 is emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def transform_precision(device: torch.device, precision: str):
+    """Autocast context for the float transforms: "fp32", "bf16", or "auto" (bf16 if native)."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" or native_bf16() else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def ste_round(x: Tensor) -> Tensor:
     """Round in the forward pass, identity gradient in the backward pass."""
     return x + (torch.round(x) - x).detach()
