@@ -49,3 +49,13 @@ def test_resume_is_exact(data_dir, tmp_path):
         assert torch.equal(va, vb), k
     for va, vb in zip(a.ema.state_dict().values(), b2.ema.state_dict().values()):
         assert torch.equal(va, vb)
+
+
+def test_validation_codes_real_files(data_dir, tmp_path):
+    r = recipe(data_dir, tmp_path / "v", 1)
+    r.train.val_images, r.train.val_levels = 2, [0.0, 1.0]
+    t = Trainer(r, "cpu")
+    res = t.validate()
+    assert set(res) == {"level0", "level1"}
+    for v in res.values():
+        assert v["bpp"] > 0 and v["bpp_est"] > 0 and 0 < v["psnr"] < 100
