@@ -35,3 +35,29 @@ def train(config_path: str, out: str | None, resume: bool, max_minutes: float | 
         click.echo(f"resumed from {last} at step {trainer.state.step}", err=True)
     trainer.run(max_minutes=max_minutes)
     click.echo(f"stopped at step {trainer.state.step}; checkpoint {last}", err=True)
+
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--id", "model_id", required=True, help="Model id arch.tag, e.g. msh.mse.")
+@click.option("--out", "out_dir", default="models", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of the shipped weights and manifest.json.")
+@click.option("--description", default="", help="One line for `lic models`.")
+@click.option("--recipe", help="Path of the recipe TOML to record in the manifest.")
+def export_cmd(checkpoint: str, model_id: str, out_dir: str, description: str, recipe: str | None) -> None:
+    """Export a training checkpoint's EMA weights as shipped weights (safetensors + manifest)."""
+    from liccodec.train.export import export
+
+    path = export(checkpoint, model_id, out_dir, description=description, recipe_file=recipe)
+    click.echo(f"wrote {path} ({path.stat().st_size:,} bytes) and its entry in {Path(out_dir) / 'manifest.json'}")
+
+
+@main.command("plot-training")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", default="docs/learning_curve.png", show_default=True, help="PNG to write.")
+def plot_training(run_dir: str, out: str) -> None:
+    """Plot a run's validation curve (real coded bpp and PSNR per level over steps)."""
+    from liccodec.train.plot import plot_run
+
+    plot_run(Path(run_dir), Path(out))
+    click.echo(f"wrote {out}")
