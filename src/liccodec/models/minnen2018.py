@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from liccodec.latent.hyperprior import GainedHyperprior
 from liccodec.nn import GDN, conv, deconv, transform_precision
+from liccodec.tiling import Geometry, TilePolicy, run_tiled
 
 # CompressAI's MSE lambdas for its qualities 1..7 (distortion = lambda * 255^2 * MSE).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
@@ -75,26 +76,65 @@ class MeanScaleHyperprior(nn.Module):
         return CodecOut(x_hat, lat.likelihoods)
 
     # ---- real coding -------------------------------------------------------------------
+    # Big images run every transform tile by tile (liccodec.tiling): the float transforms
+    # then match whole-image processing up to rounding, the integer hyper-synthesis exactly,
+    # so a file decodes to the same latents whether either side tiled or not.
     @torch.no_grad()
-    def compress(self, x: Tensor, q_milli: int, precision: str = "fp32") -> dict[str, bytes]:
+    def compress(self, x: Tensor, q_milli: int, precision: str = "fp32",
+                 tiles: TilePolicy | None = None) -> dict[str, bytes]:
         """x: (1, 3, H, W) in [0, 1], H and W multiples of :attr:`downsampling`.
 
         ``precision`` ("fp32" or "bf16") applies to the float transforms only; what
-        decides the coder's parameters is integer arithmetic either way.
+        decides the coder's parameters is integer arithmetic either way. ``tiles`` says
+        when to tile (default: :meth:`TilePolicy.from_env`). Equal to
+        ``compress_latent(analysis(x))``, which lets one analysis serve several qualities.
         """
+        return self.compress_latent(self.analysis(x, precision, tiles), q_milli, precision, tiles)
+
+    @torch.no_grad()
+    def analysis(self, x: Tensor, precision: str = "fp32", tiles: TilePolicy | None = None) -> Tensor:
+        """The quality-independent half of :meth:`compress`: y = g_a(x), tiled for big x."""
+        tiles = TilePolicy.from_env() if tiles is None else tiles
         with transform_precision(x.device, precision):
-            y = self.g_a(x.contiguous(memory_format=torch.channels_last))
-            return self.latent.compress(y, q_milli)[0]
+            if not tiles.applies(*x.shape[-2:]):
+                return self.g_a(x.contiguous(memory_format=torch.channels_last))
+            return run_tiled(self._analysis, x, Geometry.of(self.g_a), tiles.core(1))
+
+    @torch.no_grad()
+    def compress_latent(self, y: Tensor, q_milli: int, precision: str = "fp32",
+                        tiles: TilePolicy | None = None) -> dict[str, bytes]:
+        """The quality-dependent half of :meth:`compress`: code y at ``q_milli``."""
+        tiles = TilePolicy.from_env() if tiles is None else tiles
+        hw = (y.shape[-2] * self.y_stride, y.shape[-1] * self.y_stride)
+        tile = tiles.core(self.y_stride) if tiles.applies(*hw) else None
+        with transform_precision(y.device, precision):
+            return self.latent.compress(y, q_milli, tile)[0]
 
     @torch.no_grad()
     def decompress(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int,
-                   precision: str = "fp32") -> Tensor:
+                   precision: str = "fp32", tiles: TilePolicy | None = None) -> Tensor:
         """Inverse of :meth:`compress` for a padded size ``hw``; returns x_hat in [0, 1]."""
+        tiles = TilePolicy.from_env() if tiles is None else tiles
         z_hw = (hw[0] // self.downsampling, hw[1] // self.downsampling)
-        y_hat = self.latent.decompress(streams, z_hw, q_milli)
+        if not tiles.applies(*hw):
+            y_hat = self.latent.decompress(streams, z_hw, q_milli)
+            with transform_precision(y_hat.device, precision):
+                x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last))
+            return x_hat.float().clamp_(0, 1)
+        y_hat = self.latent.decompress(streams, z_hw, q_milli, tiles.core(self.y_stride))
         with transform_precision(y_hat.device, precision):
-            x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last))
-        return x_hat.float().clamp_(0, 1)
+            return run_tiled(self._synthesis, y_hat, Geometry.of(self.g_s), tiles.core(self.y_stride))
+
+    @property
+    def y_stride(self) -> int:
+        """Image pixels per latent position of y (g_a's total downsampling)."""
+        return Geometry.of(self.g_a).down
+
+    def _analysis(self, x: Tensor) -> Tensor:
+        return self.g_a(x.contiguous(memory_format=torch.channels_last))
+
+    def _synthesis(self, y_hat: Tensor) -> Tensor:
+        return self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).float().clamp_(0, 1)
 
     def inference_state(self) -> dict[str, Tensor]:
         """Float tensors needed to code (the exact parts are exported separately)."""
@@ -102,9 +142,16 @@ class MeanScaleHyperprior(nn.Module):
                 if not k.startswith(("latent.h_s.", "latent.entropy_bottleneck."))}
 
     def export_tensors(self) -> dict[str, Tensor]:
+        """Shipped tensors: transform parameters in float16 (halves the file; the
+        reconstruction changes by < 0.01 dB), buffers and gains in float32, and the exact
+        integer parts. Loading upcasts to float32."""
         from liccodec.latent.hyperprior import export_exact
 
-        return {**self.inference_state(), **export_exact(self.latent)}
+        params = {n for n, _ in self.named_parameters()}
+        half = ("g_a.", "g_s.", "latent.h_a.")
+        state = {k: (v.half() if k in params and k.startswith(half) else v)
+                 for k, v in self.inference_state().items()}
+        return {**state, **export_exact(self.latent)}
 
     def load_tensors(self, tensors: dict[str, Tensor]) -> None:
         float_part = {k: v for k, v in tensors.items() if not k.startswith("exact.")}
