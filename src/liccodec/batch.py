@@ -1,18 +1,45 @@
-"""Folder conversion: mirror a tree, skip valid outputs, run files in worker processes.
+"""Folder conversion: mirror a tree, skip valid outputs, run files on an engine, report.
 
-One bad input never stops the batch or touches another output: every file is written
-atomically by its own task, and failures are collected and reported at the end.
+    plan(src, dst)  ->  [Job]  --engine-->  [Outcome]  ->  Report (summary table, failures)
+
+Engines: ``local`` (this module: in-process for one job, else worker processes) and
+``ray`` (``liccodec.engines.ray``, optional). Both run the same per-file function, so they
+write the same files.
+
+Guarantees, whatever the engine:
+
+* One bad input never stops the batch or touches another output: each file is written
+  atomically (temp file + rename) by its own task, exceptions become failed outcomes, and
+  a worker process that dies (crash, out of memory) is replaced; the files it was running
+  are retried one by one in isolation, so only the one that kills a worker fails.
+* Resumable: the per-file function skips an output that exists and is valid, and redoes
+  one that is not. Outputs are never partial under their final name; temp files a killed
+  run left behind are removed by the next run (:func:`remove_stale_parts`).
+* Bounded memory for huge folders: only a few tasks per worker are in flight at a time,
+  and progress totals are kept incrementally.
 """
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+import warnings
+from collections import deque
+from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
-from liccodec.train.data import IMAGE_SUFFIXES
+from liccodec.errors import UsageError
+
+ENGINES = ("local", "ray")
+IN_FLIGHT_PER_WORKER = 2       # queued tasks per worker: keeps workers busy, memory bounded
+STALE_PART_SECONDS = 3600      # temp files older than this belong to a run that died
 
 
 @dataclass
@@ -34,8 +61,13 @@ class Outcome:
     error: str = ""
 
 
+Work = Callable[[Job], Outcome]
+
+
 def plan(src_dir: Path, dst_dir: Path, decode: bool, out_suffix: str) -> list[Job]:
     """Every input under ``src_dir`` (recursively) and its mirrored output path."""
+    from liccodec.train.data import IMAGE_SUFFIXES  # imports torch: not at module import
+
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     if decode:
         files = sorted(p for p in src_dir.rglob("*.lic") if p.is_file())
@@ -46,14 +78,84 @@ def plan(src_dir: Path, dst_dir: Path, decode: bool, out_suffix: str) -> list[Jo
     return [Job(f, (dst_dir / f.relative_to(src_dir)).with_suffix(out_suffix)) for f in files]
 
 
-_worker_fn: Callable[[Job], Outcome] | None = None
+def remove_stale_parts(jobs: Iterable[Job], max_age_s: float = STALE_PART_SECONDS) -> int:
+    """Delete temp files (``.NAME.*.part``, see ``liccodec.fileio``) that a killed run left
+    beside the planned outputs. Recent ones are kept: another run may be writing them."""
+    now, removed = time.time(), 0
+    by_dir: dict[Path, set[str]] = {}
+    for j in jobs:
+        by_dir.setdefault(j.dst.parent, set()).add(j.dst.name)
+    for folder, names in by_dir.items():
+        if not folder.is_dir():
+            continue
+        for p in folder.glob(".*.part"):
+            stem = p.name[1:].rsplit(".", 2)[0]  # ".a.lic.x8f2k.part" -> "a.lic"
+            try:
+                if stem in names and now - p.stat().st_mtime > max_age_s:
+                    p.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
-def _init_worker(fn: Callable[[Job], Outcome], threads: int) -> None:
+# ---- progress ------------------------------------------------------------------------------
+
+class Progress:
+    """A progress bar over the files that need work: ETA, images/s and megapixels/s.
+
+    Skipped files (valid output already there) leave the total instead of counting as
+    done, so a resumed run's ETA and rate describe real conversions only.
+    """
+
+    def __init__(self, total: int, enabled: bool = True, desc: str = ""):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, disable=not enabled, unit="img", dynamic_ncols=True, desc=desc or None,
+                        smoothing=0.1)
+        self.t0 = time.perf_counter()
+        self.results: list[Outcome] = []
+        self.megapixels = 0.0
+        self.finished = 0   # converted or failed
+        self.failed = 0
+        self.skipped = 0
+
+    def record(self, o: Outcome) -> None:
+        self.results.append(o)
+        if o.skipped:
+            self.skipped += 1
+            self.bar.total -= 1
+            self.bar.refresh()
+        else:
+            self.finished += 1
+            self.failed += not o.ok
+            self.megapixels += o.pixels / 1e6
+            self.bar.update(1)
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"{self.megapixels / elapsed:.2f} MP/s, {self.skipped} skipped, "
+                                 f"{self.failed} failed", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ---- the local engine -------------------------------------------------------------------------
+
+_worker_fn: Work | None = None
+
+
+def set_threads(threads: int) -> None:
+    """Limit this worker's intra-op threads, without importing torch before it is needed."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:  # read by torch when it is first imported
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+
+
+def _init_worker(fn: Work, threads: int, warning_filters: list) -> None:
     global _worker_fn
-    import torch
-
-    torch.set_num_threads(threads)
+    warnings.filters[:] = warning_filters  # the CLI's quieting applies in workers too
+    set_threads(threads)
     _worker_fn = fn
 
 
@@ -62,29 +164,171 @@ def _run_in_worker(job: Job) -> Outcome:
     return _worker_fn(job)
 
 
-def run(jobs: list[Job], fn: Callable[[Job], Outcome], n_jobs: int = 1, progress: bool = True) -> list[Outcome]:
-    """Run ``fn`` over ``jobs`` with a progress bar (ETA, throughput); never raises per file."""
-    from tqdm import tqdm
+def _died(job: Job, detail: str) -> Outcome:
+    return Outcome(job.src, job.dst, False, error=f"worker process died ({detail})")
 
-    results: list[Outcome] = []
-    bar = tqdm(total=len(jobs), disable=not progress, unit="img", dynamic_ncols=True)
-    t0 = time.time()
 
-    def record(o: Outcome) -> None:
-        results.append(o)
-        bar.update(1)
-        done_px = sum(r.pixels for r in results if not r.skipped)
-        bar.set_postfix(failed=sum(not r.ok for r in results),
-                        MPps=f"{done_px / 1e6 / max(time.time() - t0, 1e-9):.2f}")
+def run(jobs: list[Job], fn: Work, n_jobs: int = 1, progress: bool | Progress = True) -> list[Outcome]:
+    """Run ``fn`` over ``jobs`` (the local engine); never raises for one file's failure.
 
-    if n_jobs <= 1:
-        for j in jobs:
-            record(fn(j))
-    else:
-        threads = max(1, (os.cpu_count() or 1) // n_jobs)
-        with ProcessPoolExecutor(n_jobs, initializer=_init_worker, initargs=(fn, threads)) as ex:
-            futs = [ex.submit(_run_in_worker, j) for j in jobs]
-            for f in as_completed(futs):
-                record(f.result())
-    bar.close()
-    return results
+    ``n_jobs`` 1 runs in this process; more start that many worker processes ("spawn":
+    no state forked from a threaded parent) sharing the CPU cores between them.
+    """
+    prog = progress if isinstance(progress, Progress) else Progress(len(jobs), progress)
+    try:
+        if n_jobs <= 1:
+            for j in jobs:
+                prog.record(fn(j))
+        else:
+            _run_pool(jobs, fn, n_jobs, prog.record)
+    finally:
+        if not isinstance(progress, Progress):
+            prog.close()
+    return prog.results
+
+
+def _pool(n: int, fn: Work) -> ProcessPoolExecutor:
+    threads = max(1, (os.cpu_count() or 1) // n)
+    return ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_init_worker,
+                               initargs=(fn, threads, list(warnings.filters)))
+
+
+@contextmanager
+def pipe_errors_as_exceptions() -> Iterator[None]:
+    """Ignore SIGPIPE while worker processes run.
+
+    ``lic`` lets SIGPIPE end it quietly (so that ``lic info x.lic | head`` does); but when a
+    worker dies, writing to its pipe must raise (and become "worker process died" for one
+    file), not kill the whole batch without a word.
+    """
+    if not hasattr(signal, "SIGPIPE") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGPIPE, old)
+
+
+def _run_pool(jobs: list[Job], fn: Work, n_jobs: int, record: Callable[[Outcome], None]) -> None:
+    with pipe_errors_as_exceptions():
+        _run_pool_inner(jobs, fn, n_jobs, record)
+
+
+def _run_pool_inner(jobs: list[Job], fn: Work, n_jobs: int, record: Callable[[Outcome], None]) -> None:
+    pending = deque(jobs)
+    while pending:
+        lost: list[Job] = []
+        with _pool(n_jobs, fn) as ex:
+            inflight: dict[Future[Outcome], Job] = {}
+            while (pending or inflight) and not lost:
+                while pending and len(inflight) < IN_FLIGHT_PER_WORKER * n_jobs:
+                    job = pending.popleft()
+                    inflight[ex.submit(_run_in_worker, job)] = job
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for f in done:
+                    job = inflight.pop(f)
+                    try:
+                        record(f.result())
+                    except BrokenProcessPool:
+                        lost.append(job)
+                    except Exception as e:  # noqa: BLE001 - e.g. an outcome that cannot be pickled
+                        record(Outcome(job.src, job.dst, False, error=f"{type(e).__name__}: {e}"))
+            lost += inflight.values()  # a broken pool fails everything it still held
+        # Any of the lost jobs may have killed the worker: rerun them one at a time to find out.
+        _run_one_by_one(deque(lost), fn, record)
+
+
+def _run_one_by_one(jobs: deque[Job], fn: Work, record: Callable[[Outcome], None]) -> None:
+    """One worker, one job in flight: a death is then the fault of the job it was running."""
+    while jobs:
+        with _pool(1, fn) as ex:
+            while jobs:
+                job = jobs.popleft()
+                try:
+                    record(ex.submit(_run_in_worker, job).result())
+                except BrokenProcessPool:
+                    record(_died(job, "crash or out of memory while converting this file"))
+                    break
+
+
+# ---- a whole folder ---------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """What a folder conversion did: per-file outcomes and how long it took."""
+
+    results: list[Outcome]
+    wall_s: float
+    engine: str
+    workers: int
+    decode: bool = False
+    stale_parts_removed: int = 0
+    done: list[Outcome] = field(init=False)
+    failed: list[Outcome] = field(init=False)
+    skipped: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.done = [r for r in self.results if r.ok and not r.skipped]
+        self.failed = [r for r in self.results if not r.ok]
+        self.skipped = sum(r.skipped for r in self.results)
+
+    @property
+    def megapixels(self) -> float:
+        return sum(r.pixels for r in self.done) / 1e6
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.done) / max(self.wall_s, 1e-9)
+
+    @property
+    def megapixels_per_s(self) -> float:
+        return self.megapixels / max(self.wall_s, 1e-9)
+
+    def table(self) -> str:
+        """The end-of-run summary: one row per status, then the throughput line."""
+        coded = sum((r.in_bytes if self.decode else r.out_bytes) for r in self.done)
+        px = sum(r.pixels for r in self.done)
+        rows = [f"{len(self.done)} converted, {self.skipped} skipped (valid output exists), "
+                f"{len(self.failed)} failed",
+                f"{'':10} {'files':>8} {'megapixels':>11} {'input bytes':>15} {'output bytes':>15} "
+                f"{'bpp':>8} {'work s':>9}",
+                f"{'converted':10} {len(self.done):>8,} {self.megapixels:>11.2f} "
+                f"{sum(r.in_bytes for r in self.done):>15,} {sum(r.out_bytes for r in self.done):>15,} "
+                f"{8 * coded / max(px, 1):>8.4f} {sum(r.seconds for r in self.done):>9.1f}",
+                f"{'skipped':10} {self.skipped:>8,}   (a valid output already existed)",
+                f"{'failed':10} {len(self.failed):>8,}",
+                f"{'total':10} {len(self.results):>8,}"]
+        who = f"{self.workers} {self.engine} worker{'s' if self.workers != 1 else ''}"
+        rows.append(f"wall {self.wall_s:.1f} s with {who}: {self.images_per_s:.2f} images/s, "
+                    f"{self.megapixels_per_s:.2f} MP/s (converted files)")
+        if self.stale_parts_removed:
+            rows.append(f"removed {self.stale_parts_removed} temp file(s) left by an interrupted run")
+        return "\n".join(rows)
+
+
+def run_folder(src: Path, dst: Path, decode: bool, fn: Work, out_suffix: str, jobs: int = 1,
+               engine: str = "local", address: str | None = None, progress: bool = True) -> Report:
+    """Convert every input under ``src`` into the mirrored tree under ``dst`` with ``fn``."""
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if address is not None and engine != "ray":
+        raise UsageError("--address needs --engine ray")
+    work = plan(src, dst, decode, out_suffix)
+    if not work:
+        raise UsageError(f"no {'.lic files' if decode else 'images'} found under {src}")
+    removed = remove_stale_parts(work)
+    t0 = time.perf_counter()
+    prog = Progress(len(work), progress)
+    try:
+        if engine == "ray":
+            from liccodec.engines.ray import run_ray
+
+            workers = run_ray(work, fn, prog, address=address, num_cpus=jobs)
+        else:
+            run(work, fn, jobs, prog)
+            workers = jobs
+    finally:
+        prog.close()
+    return Report(prog.results, time.perf_counter() - t0, engine, workers, decode, removed)

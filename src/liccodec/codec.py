@@ -66,6 +66,55 @@ def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | N
     return Encoded(pack(header, streams), header, planes)
 
 
+@dataclass
+class Analysis:
+    """An image after the analysis transform: everything about it that does not depend on quality.
+
+    The gained hyperprior applies quality only after ``g_a`` (it scales ``y`` by the gain
+    vectors of the requested level), so one analysis can be coded at any number of
+    qualities; each :func:`encode_analysis` is a complete, real encode (the exact bytes
+    :func:`encode_planes` writes at that quality) for the price of the entropy coding alone.
+    """
+
+    planes: Planes
+    spec: WeightSpec
+    y: torch.Tensor               # net.analysis of the padded image (g_a, tiled when big)
+    alpha: bytes | None           # the packed alpha stream, quality-independent
+
+    @property
+    def pixels(self) -> int:
+        w, h = self.planes.size
+        return w * h
+
+
+def analyse(planes: Planes, model: str = DEFAULT_MODEL) -> Analysis:
+    """Run the analysis transform once (the expensive, quality-independent half of encoding)."""
+    spec = get_spec(model)
+    net = load_model(model)
+    x = pad_to_multiple(to_tensor(planes.rgb), net.downsampling)
+    with torch.inference_mode():
+        y = net.analysis(x, precision())
+    alpha = pack_alpha(planes.alpha) if planes.alpha is not None else None
+    return Analysis(planes, spec, y, alpha)
+
+
+def encode_analysis(analysis: Analysis, q_milli: int) -> Encoded:
+    """Code an :class:`Analysis` at quality ``q_milli`` (thousandths) into a complete .lic file."""
+    spec = analysis.spec
+    if not (round(spec.quality_min * 1000) <= q_milli <= round(spec.quality_max * 1000)):
+        raise UsageError(f"quality {q_milli / 1000:g} is outside {spec.id}'s range "
+                         f"[{spec.quality_min:g}, {spec.quality_max:g}]")
+    net = load_model(spec.id)
+    with torch.inference_mode():
+        streams = net.compress_latent(analysis.y, int(q_milli), precision())
+    if analysis.alpha is not None:
+        streams["alpha"] = analysis.alpha
+    planes = analysis.planes
+    w, h = planes.size
+    header = Header(spec.id, spec.digest, w, h, planes.mode, planes.bit_depth, int(q_milli))
+    return Encoded(pack(header, streams), header, planes)
+
+
 def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
            quality: float | None = None) -> bytes:
     """Encode an image (path, encoded bytes or Pillow image) into .lic bytes."""

@@ -1,4 +1,4 @@
-"""``lic encode``, ``lic decode``, ``lic info``, ``lic models``."""
+"""``lic encode``, ``lic decode``, ``lic info``, ``lic models``, ``lic rate-bench``."""
 from __future__ import annotations
 
 import functools
@@ -72,12 +72,13 @@ def _write_out(dst: str, data: bytes) -> None:
 
 # ---- per-file work (module level so worker processes can run it) ---------------------------
 
-def encode_file(job, model: str, quality: float | None, overwrite: bool):
+def encode_file(job, model: str, quality: float | None, overwrite: bool, target=None):
     from liccodec.batch import Outcome
     from liccodec.codec import encode_planes, quality_milli
     from liccodec.container import read_header
     from liccodec.fileio import atomic_write_bytes
     from liccodec.imageio import open_image, split
+    from liccodec.ratecontrol import encode_to_target, existing_meets
     from liccodec.weights import get_spec
 
     t0 = time.time()
@@ -86,12 +87,17 @@ def encode_file(job, model: str, quality: float | None, overwrite: bool):
             try:
                 h = read_header(job.dst.read_bytes())
                 spec = get_spec(model)
-                if h.model_id == spec.id and h.digest == spec.digest and h.quality == quality_milli(spec, quality):
+                if h.model_id == spec.id and h.digest == spec.digest and (
+                        h.quality == quality_milli(spec, quality) if target is None
+                        else existing_meets(target, h.width, h.height, job.dst.stat().st_size)):
                     return Outcome(job.src, job.dst, True, skipped=True)
             except LicError:
                 pass  # partial or stale output: redo it
         planes = split(open_image(job.src))
-        enc = encode_planes(planes, model, quality)
+        if target is None:
+            enc = encode_planes(planes, model, quality)
+        else:
+            enc = encode_to_target(planes, target, model).encoded
         atomic_write_bytes(job.dst, enc.data)
         w, h = planes.size
         return Outcome(job.src, job.dst, True, in_bytes=job.src.stat().st_size, out_bytes=len(enc.data),
@@ -146,28 +152,71 @@ def decode_file(job, overwrite: bool):
         return Outcome(job.src, job.dst, False, error=f"{type(e).__name__}: {e}", seconds=time.time() - t0)
 
 
-def _run_folder(src: Path, out: str | None, decode: bool, fn, jobs: int, quiet: bool, suffix: str) -> None:
+def _run_folder(src: Path, out: str | None, decode: bool, fn, jobs: int, quiet: bool, suffix: str,
+                engine: str = "local", address: str | None = None) -> None:
     from liccodec import batch
 
     if not out:
         raise UsageError("a folder input needs -o OUTDIR")
-    plan = batch.plan(src, Path(out), decode, suffix)
-    if not plan:
-        raise UsageError(f"no {'.lic files' if decode else 'images'} found under {src}")
-    results = batch.run(plan, fn, jobs, progress=not quiet)
-    done = [r for r in results if r.ok and not r.skipped]
-    skipped = sum(r.skipped for r in results)
-    failed = [r for r in results if not r.ok]
+    report = batch.run_folder(src, Path(out), decode, fn, suffix, jobs, engine, address, progress=not quiet)
     if not quiet:
-        px = sum(r.pixels for r in done)
-        nbytes = sum(r.out_bytes if not decode else r.in_bytes for r in done)
-        secs = sum(r.seconds for r in done)
-        click.echo(f"{len(done)} converted, {skipped} skipped (valid output exists), {len(failed)} failed; "
-                   f"{nbytes:,} coded bytes, {8 * nbytes / max(px, 1):.4f} bpp, {secs:.1f} s of work", err=True)
-    for r in failed:
+        click.echo(report.table(), err=True)
+    for r in report.failed:
         click.echo(f"  FAILED {r.src}: {r.error}", err=True)
-    if failed:
-        raise BatchError(f"{len(failed)} of {len(results)} files failed")
+    if report.failed:
+        raise BatchError(f"{len(report.failed)} of {len(report.results)} files failed")
+
+
+_ENGINE_HELP = ("Where folder files run: local worker processes, or Ray tasks "
+                "(needs `pip install 'liccodec[ray]'`; see docs/batch.md).")
+_ADDRESS_HELP = ("Ray cluster to use ('auto', HOST:PORT, ray://HOST:10001); default: start a "
+                 "local Ray instance with --jobs CPUs.")
+
+
+# ---- rate control ----------------------------------------------------------------------------
+
+def _rate_targets(quality, target_bpp, target_size, target_psnr, avg_bpp, total_size):
+    """The one target (ratecontrol.Target) or folder budget (allocate.Budget) asked for, if any."""
+    given = {name: v for name, v in (("-q", quality), ("--target-bpp", target_bpp), ("--target-size", target_size),
+                                     ("--target-psnr", target_psnr), ("--avg-bpp", avg_bpp),
+                                     ("--total-size", total_size)) if v is not None}
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} exclude each other: give one")
+    if avg_bpp is not None or total_size is not None:
+        from liccodec.allocate import Budget
+        from liccodec.ratecontrol import parse_size
+
+        return None, Budget(avg_bpp, parse_size(total_size) if total_size is not None else None)
+    if target_bpp is None and target_size is None and target_psnr is None:
+        return None, None
+    from liccodec.ratecontrol import Target, parse_size
+
+    if target_size is not None:
+        return Target("size", parse_size(target_size)), None
+    return (Target("bpp", target_bpp) if target_bpp is not None else Target("psnr", target_psnr)), None
+
+
+def _allocate_folder(src: Path, out: str | None, model: str, budget, metric: str, grid: int, overwrite: bool,
+                     quiet: bool, report_path: str | None) -> None:
+    from liccodec import allocate, batch
+
+    if not out:
+        raise UsageError("a folder input needs -o OUTDIR")
+    plan = batch.plan(src, Path(out), False, ".lic")
+    if not plan:
+        raise UsageError(f"no images found under {src}")
+    res = allocate.allocate_folder([(j.src, j.dst) for j in plan], budget, model, metric=metric, grid_size=grid,
+                                   overwrite=overwrite, progress=not quiet)
+    if res.report is not None:
+        if report_path:
+            allocate.write_json(report_path, res.report.to_dict())
+        if not quiet:
+            click.echo(f"{len(res.report.produced)} images, {budget}: {res.report.summary()}; "
+                       f"{res.seconds:.1f} s", err=True)
+    for path, error in res.failures:
+        click.echo(f"  FAILED {path}: {error}", err=True)
+    if res.failures:
+        raise BatchError(f"{len(res.failures)} of {len(plan)} files failed")
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -181,32 +230,71 @@ def _run_folder(src: Path, out: str | None, decode: bool, fn, jobs: int, quiet: 
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (folders: redo valid ones too).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes for folders.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help=_ENGINE_HELP)
+@click.option("--address", help=_ADDRESS_HELP)
+@click.option("--target-bpp", type=float, metavar="BPP",
+              help="Largest quality whose file (header and all) has at most BPP bits per pixel.")
+@click.option("--target-size", metavar="SIZE",
+              help="Largest quality whose file has at most SIZE bytes (50000, 50k, 1.5M; k = 1000).")
+@click.option("--target-psnr", type=float, metavar="DB",
+              help="Smallest file whose decoded RGB has a PSNR of at least DB.")
+@click.option("--avg-bpp", type=float, metavar="BPP",
+              help="Folders: choose each image's quality for the best mean quality at BPP on "
+                   "average (runs in this process: -j and --engine do not apply).")
+@click.option("--total-size", metavar="SIZE", help="Folders: as --avg-bpp, for a total of SIZE bytes.")
+@click.option("--metric", type=click.Choice(["psnr", "ms-ssim"]), default="psnr", show_default=True,
+              help="What --avg-bpp/--total-size maximise (the folder's mean).")
+@click.option("--grid", type=click.IntRange(2, 101), default=13, show_default=True,
+              help="Qualities measured per image for --avg-bpp/--total-size.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write the allocation's measurements and choices as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Also report PSNR and MS-SSIM (decodes again).")
 @click.option("--quiet", is_flag=True, help="No summary line or progress bar.")
-def encode(src, dst, output, model, quality, overwrite, jobs, verbose, quiet):
+def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, target_bpp, target_size, target_psnr,
+           avg_bpp, total_size, metric, grid, report_path, verbose, quiet):
     """Encode IN (an image, '-' for stdin, or a folder) into .lic.
 
     OUT defaults to IN with the suffix .lic; '-' writes to stdout. A folder is converted
     recursively into -o OUTDIR, mirroring its tree; outputs that already exist and are
     valid for the same model and quality are skipped unless --overwrite.
+
+    \b
+    Rate control (docs/ratecontrol.md) searches the quality with real encodes:
+      --target-size 50k, --target-bpp 0.5   never exceeded (else exit code 8)
+      --target-psnr 35                      the smallest file that reaches it
+      DIR -o OUT --avg-bpp 0.3              best mean PSNR within the budget
     """
     from liccodec.codec import encode_planes
     from liccodec.imageio import open_image, split
 
+    target, budget = _rate_targets(quality, target_bpp, target_size, target_psnr, avg_bpp, total_size)
     if src != "-" and Path(src).is_dir():
-        fn = functools.partial(encode_file, model=model, quality=quality, overwrite=overwrite)
-        return _run_folder(Path(src), output or dst, False, fn, jobs, quiet, ".lic")
+        if budget is not None:
+            return _allocate_folder(Path(src), output or dst, model, budget, metric, grid, overwrite, quiet,
+                                    report_path)
+        fn = functools.partial(encode_file, model=model, quality=quality, overwrite=overwrite, target=target)
+        return _run_folder(Path(src), output or dst, False, fn, jobs, quiet, ".lic", engine, address)
+    if budget is not None:
+        raise UsageError("--avg-bpp and --total-size share a folder's budget; "
+                         "for one image use --target-bpp or --target-size")
     dst = output or dst or _default_out(src, ".lic")
     _check_out(dst, overwrite, src)
     t0 = time.time()
     planes = split(open_image(_read_input(src)))
-    enc = encode_planes(planes, model, quality)
+    note = ""
+    if target is None:
+        enc = encode_planes(planes, model, quality)
+    else:
+        from liccodec.ratecontrol import encode_to_target
+
+        found = encode_to_target(planes, target, model)
+        enc, note = found.encoded, found.note(with_psnr=not verbose)  # -v reports PSNR itself
     _write_out(dst, enc.data)
     secs = time.time() - t0
     if not quiet:
         w, h = planes.size
         extra = _quality_metrics(planes, enc.data) if verbose else ""
-        click.echo(_summary(src, dst, len(enc.data), w * h, secs, extra), err=True)
+        click.echo(_summary(src, dst, len(enc.data), w * h, secs, note + extra), err=True)
 
 
 @main.command()
@@ -217,8 +305,10 @@ def encode(src, dst, output, model, quality, overwrite, jobs, verbose, quiet):
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes for folders.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help=_ENGINE_HELP)
+@click.option("--address", help=_ADDRESS_HELP)
 @click.option("--quiet", is_flag=True, help="No summary line or progress bar.")
-def decode(src, dst, output, fmt, overwrite, jobs, quiet):
+def decode(src, dst, output, fmt, overwrite, jobs, engine, address, quiet):
     """Decode IN (a .lic file, '-' for stdin, or a folder) into an image.
 
     OUT defaults to IN with the suffix .png; '-' writes PNG to stdout. A bad or corrupted
@@ -229,7 +319,7 @@ def decode(src, dst, output, fmt, overwrite, jobs, quiet):
     if src != "-" and Path(src).is_dir():
         suffix = "." + (fmt or "png").lower().lstrip(".")
         fn = functools.partial(decode_file, overwrite=overwrite)
-        return _run_folder(Path(src), output or dst, True, fn, jobs, quiet, suffix)
+        return _run_folder(Path(src), output or dst, True, fn, jobs, quiet, suffix, engine, address)
     dst = output or dst or _default_out(src, ".png")
     _check_out(dst, overwrite, src)
     t0 = time.time()
@@ -326,3 +416,52 @@ def demo(model, quality, out_dir):
     click.echo(f"{model} q={header.quality / 1000:g}: {len(enc.data):,} bytes, "
                f"{8 * len(enc.data) / (w * h):.3f} bpp{extra}; encode {t_enc:.2f} s, decode {t_dec:.2f} s")
     click.echo(f"wrote {out / 'chelsea.lic'} and {out / 'chelsea.decoded.png'}")
+
+
+def _rounded(values: tuple[float, ...] | None) -> list[float] | None:
+    return None if values is None else [round(v, 2) for v in values]
+
+
+@main.command("rate-bench")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("-m", "--model", default="msh.mse", show_default=True, help="Model id.")
+@click.option("--avg-bpp", "avg_bpps", type=float, multiple=True, default=(0.25, 0.5), show_default=True,
+              help="Folder budgets to allocate (repeat the option).")
+@click.option("--grid", type=click.IntRange(2, 101), default=13, show_default=True, help="Qualities per image.")
+@click.option("--metric", type=click.Choice(["psnr", "ms-ssim"]), default="psnr", show_default=True)
+@click.option("--target-images", type=click.IntRange(0, 1000), default=4, show_default=True,
+              help="Images (spread over the folder) for the single-image target searches.")
+@click.option("--skip-allocation", is_flag=True, help="Only the single-image targets.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every number as JSON.")
+def rate_bench(folder, model, avg_bpps, grid, metric, target_images, skip_allocation, json_path):
+    """Measure rate control on FOLDER: target accuracy and allocation gain (docs/ratecontrol.md).
+
+    Prints markdown tables. Runs in this one process (use OMP_NUM_THREADS to limit threads).
+    """
+    import torch
+
+    from liccodec.allocate import allocation_markdown, benchmark_allocation, write_json
+    from liccodec.eval.environment import cpu_model, load_average, usable_cores
+    from liccodec.ratecontrol import benchmark_targets, targets_markdown
+    from liccodec.train.data import list_images
+
+    paths = list_images(folder)
+    if not paths:
+        raise UsageError(f"no images found under {folder}")
+    out: dict = {"folder": str(folder), "model": model, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                 "machine": f"{cpu_model()}, {usable_cores()} usable cores, {torch.get_num_threads()} torch threads",
+                 "load_average_start": _rounded(load_average())}
+    t0 = time.time()
+    if target_images:
+        step = max(1, len(paths) // target_images)
+        out["targets"] = benchmark_targets(paths[::step][:target_images], model)
+        click.echo(targets_markdown(out["targets"]) + "\n")
+    if not skip_allocation:
+        out["allocation"] = benchmark_allocation(paths, model, avg_bpps, metric=metric, grid_size=grid)
+        click.echo(allocation_markdown(out["allocation"]))
+    out["seconds"] = time.time() - t0
+    out["load_average_end"] = _rounded(load_average())
+    click.echo(f"\n{out['machine']}; load average {out['load_average_start']} at the start, "
+               f"{out['load_average_end']} at the end; {out['seconds']:.0f} s in all", err=True)
+    if json_path:
+        write_json(json_path, out)

@@ -30,6 +30,7 @@ from liccodec.entropy import TableSet, gaussian_tables, scale_table
 from liccodec.errors import FormatError
 from liccodec.nn import GainUnits, conv, deconv, lower_bound, ste_round
 from liccodec.nn.integer import ACT_BITS, IntegerNet
+from liccodec.tiling import Geometry, run_tiled
 
 Z_LIMIT = 1 << 15        # |z symbol| bound (keeps the integer gain product inside int64)
 GAIN_BITS = 16           # fixed-point bits of the exported inverse hyper-gains
@@ -116,17 +117,25 @@ class GainedHyperprior(nn.Module):
         return torch.full((batch,), (q_milli - Q_UNIT) / Q_UNIT, device=device)
 
     @torch.no_grad()
-    def compress(self, y: Tensor, q_milli: int) -> tuple[dict[str, bytes], Tensor]:
-        """Code y (1, M, H/16, W/16). Returns the streams and the decoder's y_hat."""
+    def compress(self, y: Tensor, q_milli: int, tile: int | None = None) -> tuple[dict[str, bytes], Tensor]:
+        """Code y (1, M, H/16, W/16). Returns the streams and the decoder's y_hat.
+
+        ``tile`` (a core side in y positions, a multiple of 4) runs h_a and the integer
+        hyper-synthesis tile by tile (``liccodec.tiling``); None runs them on the whole latent.
+        """
         ex = self._require_exact()
         level = self._float_level(q_milli, y.shape[0], y.device)
         g, ig = self.gain(level)
         hg, _ = self.hyper_gain(level)
         y_g = y.float() * g
-        z_g = self.h_a(y_g.to(y.dtype)).float() * hg
+        if tile is None:
+            z_g = self.h_a(y_g.to(y.dtype))
+        else:
+            z_g = run_tiled(self.h_a, y_g.to(y.dtype), Geometry.of(self.h_a), tile)
+        z_g = z_g.float() * hg
         med = (ex.z_median.double() / 2**ACT_BITS).view(1, -1, 1, 1)
         z_sym = torch.round(z_g.double().cpu() - med).clamp(-Z_LIMIT, Z_LIMIT).to(torch.int64)
-        index, means_q = ex.entropy_params(z_sym, q_milli)
+        index, means_q = ex.entropy_params(z_sym, q_milli, None if tile is None else max(1, tile // 4))
         means = means_q.double() / 2**ACT_BITS
         y_sym = torch.round(y_g.double().cpu() - means).to(torch.int64)
         streams = {}
@@ -141,9 +150,12 @@ class GainedHyperprior(nn.Module):
         return streams, y_hat
 
     @torch.no_grad()
-    def decode_latents(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int
-                       ) -> tuple[Tensor, Tensor]:
-        """Streams -> (y symbols, means in ACT_BITS fixed point): integers only."""
+    def decode_latents(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int,
+                       tile: int | None = None) -> tuple[Tensor, Tensor]:
+        """Streams -> (y symbols, means in ACT_BITS fixed point): integers only.
+
+        ``tile`` (y positions) only bounds memory: the result is bit-identical either way.
+        """
         ex = self._require_exact()
         h, w = z_hw
         for name in ("z", "y"):
@@ -153,14 +165,16 @@ class GainedHyperprior(nn.Module):
         z_sym = ex.z_tables.decode(streams["z"], streams.get("z.esc", b""), chan.numpy())
         if np.abs(z_sym).max(initial=0) > Z_LIMIT:
             raise FormatError("hyper-latent value out of range")
-        index, means_q = ex.entropy_params(torch.from_numpy(z_sym).view(1, self.N, h, w), q_milli)
+        index, means_q = ex.entropy_params(torch.from_numpy(z_sym).view(1, self.N, h, w), q_milli,
+                                           None if tile is None else max(1, tile // 4))
         y_sym = ex.y_tables.decode(streams["y"], streams.get("y.esc", b""), index.numpy())
         return torch.from_numpy(y_sym).view_as(index), means_q
 
     @torch.no_grad()
-    def decompress(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int) -> Tensor:
+    def decompress(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int,
+                   tile: int | None = None) -> Tensor:
         """Inverse of :meth:`compress`: streams -> y_hat (1, M, 4h, 4w)."""
-        y_sym, means_q = self.decode_latents(streams, z_hw, q_milli)
+        y_sym, means_q = self.decode_latents(streams, z_hw, q_milli, tile)
         _, ig = self.gain(self._float_level(q_milli, 1, self.gain.log_gain.device))
         y_hat = (y_sym.double() + means_q.double() / 2**ACT_BITS).to(ig.dtype)
         return y_hat.to(ig.device) * ig
@@ -207,15 +221,26 @@ class ExactParams:
         return cls(IntegerNet.from_tensors(t, "exact.h_s"), t["exact.z_median"], t["exact.inv_hyper_gain"],
                    t["exact.thresholds"], tables("exact.z_tables"), tables("exact.y_tables"))
 
-    def entropy_params(self, z_sym: Tensor, q_milli: int) -> tuple[Tensor, Tensor]:
-        """z symbols (B, N, h, w) int64 -> (scale indexes, means in ACT_BITS fixed point)."""
+    def entropy_params(self, z_sym: Tensor, q_milli: int, tile: int | None = None) -> tuple[Tensor, Tensor]:
+        """z symbols (B, N, h, w) int64 -> (scale indexes, means in ACT_BITS fixed point).
+
+        ``tile`` (a core side in z positions) runs the integer hyper-synthesis tile by tile
+        with a halo covering its receptive field; integer arithmetic makes that bit-identical
+        to the whole-latent result while bounding the float64 convolutions' buffers.
+        """
         lo, f = _level_split(q_milli, self.inv_hyper_gain.shape[0])
         hi = min(lo + 1, self.inv_hyper_gain.shape[0] - 1)
         g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
         num = ((z_sym << ACT_BITS) + self.z_median.view(1, -1, 1, 1)) * g.view(1, -1, 1, 1)
         z_hat = _round_div(num, Q_UNIT << GAIN_BITS)
-        params = self.hs(z_hat)
-        scales, means = params.chunk(2, dim=1)
+        if tile is None:
+            return self._index_and_means(z_hat)
+        both = run_tiled(lambda t: torch.cat(self._index_and_means(t), dim=1), z_hat, Geometry.of(self.hs), tile)
+        index, means = both.chunk(2, dim=1)
+        return index, means
+
+    def _index_and_means(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        scales, means = self.hs(z_hat).chunk(2, dim=1)
         index = torch.searchsorted(self.thresholds, scales.contiguous().view(-1)).view_as(scales)
         return index, means
 

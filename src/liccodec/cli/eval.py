@@ -1,0 +1,187 @@
+"""``lic eval``: measure liccodec models and classical codecs on a folder of images."""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from liccodec.cli.main import main
+from liccodec.errors import UsageError
+
+DEFAULT_IMAGES = Path("..") / "shared" / "data" / "kodak"
+DEFAULT_ANCHORS = Path("..") / "shared" / "anchors"
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _rel(p: Path) -> str:
+    """``p`` relative to the working directory when that is shorter (for the report's command)."""
+    try:
+        return os.path.relpath(p)
+    except ValueError:  # another drive on Windows
+        return str(p)
+
+
+@main.command("eval")
+@click.argument("images_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("docs/results"), show_default=True,
+              help="Folder for one results JSON per codec (CompressAI's layout) and the plot.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/results.md"), show_default=True, help="Markdown report to write.")
+@click.option("--codecs", default="all", show_default=True,
+              help="Classical codecs, comma-separated: jpeg-420, jpeg-444, webp, jpeg2000, avif-420, "
+                   "avif-444, jxl, hevc-444; or the groups jpeg, avif, all; or none.")
+@click.option("--models", default="auto", show_default=True,
+              help="liccodec models (arch.tag), comma-separated; 'auto' = every registered model "
+                   "whose weights are present; 'none' for classical codecs only.")
+@click.option("--qualities", "num_qualities", type=click.IntRange(2, 64), default=8, show_default=True,
+              help="Qualities per liccodec model, spread evenly over its quality range.")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N images (sorted by name).")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="Threads per codec where the library allows it (AVIF, JPEG XL, HEVC, PyTorch); "
+                   "libjpeg-turbo, libwebp and OpenJPEG always use one.")
+@click.option("--anchors", "anchors_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Published-results folder (compressai_kodak/, sota_rd/) for the plot and "
+                   "BD-rates. Default: ../shared/anchors when present.")
+@click.option("--reuse/--no-reuse", default=False, show_default=True,
+              help="Also report results files already in --out-dir for codecs not measured in "
+                   "this run (their timings are flagged as coming from another run).")
+@click.option("--quiet", is_flag=True, help="No progress bars or summary.")
+def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: str, models: str,
+             num_qualities: int, limit: int | None, threads: int, anchors_dir: Path | None,
+             reuse: bool, quiet: bool) -> None:
+    """Rate-distortion and speed benchmark on IMAGES_DIR (default: ../shared/data/kodak).
+
+    Every codec runs in this one process, one image at a time, so the times compare. For each
+    codec and setting it records bpp (whole file), PSNR-RGB, MS-SSIM and encode/decode seconds,
+    then writes OUT_DIR/<codec>.json, OUT_DIR/rd_<dataset>.png and the REPORT with BD-rates
+    (PCHIP) against each other and the published VTM/BPG anchors. Codecs whose library is
+    missing are skipped and the report says why.
+
+    \b
+    lic eval                                   # Kodak, every classical codec and model
+    lic eval --codecs jpeg,webp --limit 4      # quick look
+    lic eval --codecs none --models msh.mse --reuse   # add a model to earlier results
+    """
+    from liccodec.eval import bench, classical, environment, learned
+    from liccodec.eval.bdrate import bd_rate
+    from liccodec.eval.plot import rd_plot
+    from liccodec.eval.report import ReportInput, write_report
+    from liccodec.eval.results import VTM_KEY, load_anchors, load_curve
+
+    if images_dir is None:
+        if not DEFAULT_IMAGES.is_dir():
+            raise UsageError(f"no IMAGES_DIR given and the default {DEFAULT_IMAGES} does not exist "
+                             f"(relative to {Path.cwd()})")
+        images_dir = DEFAULT_IMAGES
+    if not images_dir.is_dir():
+        raise UsageError(f"{images_dir} is not a folder")
+    if anchors_dir is None and DEFAULT_ANCHORS.is_dir():
+        anchors_dir = DEFAULT_ANCHORS
+
+    # ---- what to run
+    codec_names = [] if codecs.strip().lower() == "none" else _split(codecs)
+    try:
+        to_run, skipped = classical.make_codecs(codec_names, threads)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if models.strip().lower() == "auto":
+        registered = learned.registered_models()
+        model_ids = [mid for mid, present in registered.items() if present]
+        skipped.update({mid: "weights are not present" for mid, present in registered.items()
+                        if not present})
+        if not registered:
+            skipped["liccodec models"] = ("no model is registered yet (liccodec.list_models() is "
+                                          "empty or not importable)")
+    else:
+        model_ids = [] if models.strip().lower() == "none" else _split(models)
+    model_codecs, model_skipped = [], {}
+    for mid in model_ids:
+        try:
+            model_codecs.append(learned.LiccodecCodec(mid, threads, num_qualities=num_qualities))
+        except classical.CodecUnavailable as e:
+            model_skipped[mid] = str(e)
+    to_run = model_codecs + to_run
+    skipped = {**model_skipped, **skipped}
+
+    images = bench.load_images(images_dir, limit)
+    if not images:
+        raise UsageError(f"no images in {images_dir}")
+
+    command = " ".join(["lic eval", shlex.quote(_rel(images_dir)), "--out-dir", shlex.quote(_rel(out_dir)),
+                        "--report", shlex.quote(_rel(report_path)),
+                        "--codecs", shlex.quote(codecs), "--models", shlex.quote(models),
+                        *(["--qualities", str(num_qualities)] if model_codecs else []),
+                        *(["--limit", str(limit)] if limit else []), "--threads", str(threads),
+                        *(["--anchors", shlex.quote(_rel(anchors_dir))] if anchors_dir else []),
+                        *(["--reuse"] if reuse else [])])
+    run = bench.new_run(command)
+    machine = environment.machine_info()
+
+    # ---- measure
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    measured = []
+    for codec in to_run:
+        total = len(codec.settings) * len(images)
+        with tqdm(total=total, desc=f"{codec.name:>10}", unit="img", disable=quiet,
+                  file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
+            try:
+                curve = bench.evaluate(codec, images, threads=threads, progress=bar.update, run=run)
+            except Exception as e:  # noqa: BLE001 - one broken codec must not lose the others
+                if os.environ.get("LICCODEC_DEBUG"):
+                    raise
+                skipped[codec.name] = f"failed: {type(e).__name__}: {e}"
+                continue
+        curve.meta["machine"] = machine
+        curve.save(out_dir / f"{codec.name}.json")
+        measured.append(curve)
+    elapsed = time.perf_counter() - started
+
+    if reuse and out_dir.is_dir():
+        now = {c.meta.get("codec") for c in measured}
+        for f in sorted(out_dir.glob("*.json")):
+            try:
+                c = load_curve(f)
+            except (ValueError, KeyError):
+                continue
+            if c.source == "measured" and c.meta.get("codec") not in now:
+                skipped.pop(str(c.meta.get("codec")), None)
+                measured.append(c)
+    measured.sort(key=lambda c: (c.kind != "learned",))
+
+    # ---- plot and report
+    anchors = load_anchors(anchors_dir) if anchors_dir else {}
+    dataset = images_dir.resolve().name
+    plot_path = None
+    if measured or anchors:
+        title = f"{dataset.capitalize()} ({len(images)} images)"
+        plot_path = rd_plot([*measured, *anchors.values()], out_dir / f"rd_{dataset}.png", title=title)
+    machine["load_average_end"] = environment.machine_info()["load_average"]
+    inp = ReportInput(command=command, measured=measured, anchors=anchors, skipped=skipped,
+                      machine=machine, versions=environment.library_versions(), run=run,
+                      images_dir=_rel(images_dir), image_count=len(images), elapsed_s=elapsed,
+                      plot_path=plot_path, threads=threads,
+                      anchors_dir=_rel(anchors_dir) if anchors_dir else None, limit=limit)
+    write_report(inp, report_path)
+
+    if not quiet:
+        vtm = anchors.get(VTM_KEY)
+        for c in measured:
+            line = f"{c.name}: {len(c.bpp)} points, {c.bpp[0]:.3f}-{c.bpp[-1]:.3f} bpp" if c.bpp else c.name
+            if vtm is not None and c.has("psnr-rgb"):
+                d = bd_rate(*vtm.points("psnr-rgb"), *c.points("psnr-rgb"))
+                line += f", BD-rate vs VTM {d:+.1f}%" if d is not None else ""
+            click.echo(line, err=True)
+        for k, v in skipped.items():
+            click.echo(f"skipped {k}: {v}", err=True)
+        click.echo(f"wrote {report_path} and {len(measured)} results in {out_dir} "
+                   f"({elapsed / 60:.1f} min)", err=True)

@@ -1,0 +1,219 @@
+"""Tiled processing of convolutional chains: big images in bounded memory, no seams.
+
+An output position of a chain of convolutions depends only on a bounded window of the
+chain's input: its receptive field. Cut the input into tiles, grow every tile by a *halo*
+at least as wide as that window (clipped at the image border), run the chain on each grown
+tile and keep only the part of its output that belongs to the tile's core. Every kept
+output then saw exactly the inputs it sees in whole-image processing, zero padding included
+(a tile edge that is also an image edge pads like the image does; an inner tile edge is
+far enough away that its padding never reaches a kept output). So
+
+* integer chains (``liccodec.nn.integer``) give bit-identical results tiled or not, and
+* float chains differ only by summation-order rounding (a convolution library blocks its
+  sums differently for different tensor sizes), far below one code value.
+
+Tiles start on the chain's stride grid (a multiple of its total downsampling), so a tile's
+outputs land on the whole image's output grid.
+
+The halo is computed from the layers (:meth:`Geometry.of`), never written by hand: the
+interval of inputs that a block of outputs needs is propagated backwards through every
+(transposed) convolution. Layers that act on each position separately (GDN, ReLU, ...)
+do not widen it.
+
+Whole-image versus tiled is chosen by :class:`TilePolicy` (an image-pixel threshold and a
+tile size), which only changes *how* the decoder computes, never what the bitstream means.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from liccodec.nn.integer import IntegerNet, IntLayer
+from liccodec.nn.layers import GDN
+
+#: Images above this many (padded) pixels are coded tile by tile. At 4 Mpx the whole-image
+#: float transforms of msh.mse already need about 2 GiB; below it tiling only costs time.
+DEFAULT_THRESHOLD = 1 << 22
+#: Core tile side in image pixels (a multiple of 64, the codec's total downsampling).
+DEFAULT_TILE = 1024
+TILE_MULTIPLE = 64
+
+#: Modules that act on each spatial position on its own (they do not widen the halo).
+POINTWISE: tuple[type[nn.Module], ...] = (GDN, nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Sigmoid, nn.Tanh)
+
+
+@dataclass(frozen=True)
+class _AxisOp:
+    """One (transposed) convolution seen along one spatial axis."""
+
+    transposed: bool
+    kernel: int
+    stride: int
+    padding: int
+
+    def inputs_for(self, lo: int, hi: int) -> tuple[int, int]:
+        """Inclusive range of input positions that outputs ``lo..hi`` (inclusive) read."""
+        k, s, p = self.kernel, self.stride, self.padding
+        if not self.transposed:  # out[o] reads in[o*s - p .. o*s - p + k - 1]
+            return lo * s - p, hi * s - p + k - 1
+        # out[o] receives in[i] for o = i*s - p + t, t in 0..k-1
+        return -((-(lo + p - k + 1)) // s), (hi + p) // s
+
+
+def _square(v: int | tuple[int, ...], what: str) -> int:
+    vals = (v,) if isinstance(v, int) else tuple(v)
+    if len(set(vals)) != 1:
+        raise ValueError(f"tiling needs square {what}, got {v}")
+    return int(vals[0])
+
+
+def _axis_ops(layers: Iterable[object]) -> Iterator[_AxisOp]:
+    for m in layers:
+        if isinstance(m, IntegerNet):
+            yield from _axis_ops(m.layers)
+        elif isinstance(m, IntLayer):
+            k = m.weight.shape[-1]
+            if m.weight.shape[-2] != k:
+                raise ValueError("tiling needs square kernels")
+            yield _AxisOp(m.kind == "deconv", k, m.stride, m.padding)
+        elif isinstance(m, nn.Sequential):
+            yield from _axis_ops(m)
+        elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if _square(m.dilation, "dilation") != 1:
+                raise ValueError("tiling does not support dilated convolutions")
+            if isinstance(m.padding, str):
+                raise ValueError("tiling needs numeric padding")
+            yield _AxisOp(isinstance(m, nn.ConvTranspose2d), _square(m.kernel_size, "kernels"),
+                          _square(m.stride, "strides"), _square(m.padding, "padding"))
+        elif isinstance(m, POINTWISE):
+            continue
+        else:
+            raise ValueError(f"cannot tell the receptive field of {type(m).__name__}")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a chain maps positions along each spatial axis.
+
+    ``up`` output positions per input position (transposed convolutions) or ``down`` input
+    positions per output position (strided ones); one of the two is 1. ``halo`` is the
+    context, in input positions on each side of a tile's core, that makes the core's
+    outputs exact; it is a multiple of ``down`` so that grown tiles stay on the grid.
+    """
+
+    up: int
+    down: int
+    halo: int
+
+    @classmethod
+    def of(cls, *layers: object) -> "Geometry":
+        """Geometry of a chain: modules, ``nn.Sequential``\\ s or an :class:`IntegerNet`."""
+        ops = list(_axis_ops(layers))
+        up = math.prod(op.stride for op in ops if op.transposed)
+        down = math.prod(op.stride for op in ops if not op.transposed)
+        if up > 1 and down > 1:
+            raise ValueError("tiling supports chains that only downsample or only upsample")
+        halo = 0
+        # The geometry repeats every `down` inputs (every input for upsampling chains), so a
+        # few aligned cores give the margin everywhere; several guard against off-by-one luck.
+        for c0 in (down * 1000 * k for k in (1, 2, 3)):
+            c1 = c0 + down
+            lo, hi = c0 * up // down, c1 * up // down - 1
+            for op in reversed(ops):
+                lo, hi = op.inputs_for(lo, hi)
+            halo = max(halo, c0 - lo, hi - (c1 - 1))
+        halo = -(-halo // down) * down
+        return cls(up, down, halo)
+
+    def out_len(self, n: int) -> int:
+        if n % self.down:
+            raise ValueError(f"length {n} is not a multiple of the chain's downsampling {self.down}")
+        return n * self.up // self.down
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: its core ``[start, stop)`` and grown ``[lo, hi)``, in inputs."""
+
+    start: int
+    stop: int
+    lo: int
+    hi: int
+
+
+def spans(length: int, core: int, halo: int) -> list[Span]:
+    """Cut ``0..length`` into cores of ``core`` (the last one shorter) grown by ``halo``."""
+    if core <= 0:
+        raise ValueError("tile core must be positive")
+    return [Span(s, min(s + core, length), max(0, s - halo), min(length, s + core + halo))
+            for s in range(0, length, core)]
+
+
+def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, geo: Geometry, core: int) -> Tensor:
+    """``fn(x)`` computed tile by tile; ``fn`` is a chain with geometry ``geo``.
+
+    ``x`` is NCHW with H and W multiples of ``geo.down``; ``core`` is the tile core side in
+    input positions (rounded up to a multiple of ``geo.down``). The result is a new
+    contiguous NCHW tensor with ``fn``'s channels and dtype.
+    """
+    core = max(geo.down, -(-core // geo.down) * geo.down)
+    h, w = x.shape[-2:]
+    oh, ow = geo.out_len(h), geo.out_len(w)
+    out: Tensor | None = None
+    for r in spans(h, core, geo.halo):
+        for c in spans(w, core, geo.halo):
+            y = fn(x[..., r.lo:r.hi, c.lo:c.hi])
+            if out is None:
+                out = torch.empty((*y.shape[:-2], oh, ow), dtype=y.dtype, device=y.device)
+            # the core's place inside the grown tile, in output positions
+            t, l = geo.out_len(r.start - r.lo), geo.out_len(c.start - c.lo)
+            rh, cw = geo.out_len(r.stop - r.start), geo.out_len(c.stop - c.start)
+            out[..., geo.out_len(r.start):geo.out_len(r.stop), geo.out_len(c.start):geo.out_len(c.stop)] = \
+                y[..., t:t + rh, l:l + cw]
+            del y
+    assert out is not None
+    return out
+
+
+@dataclass(frozen=True)
+class TilePolicy:
+    """When and how finely to tile: images above ``threshold`` padded pixels are cut into
+    tiles of ``tile`` x ``tile`` image pixels (a multiple of 64).
+
+    Defaults come from ``$LICCODEC_TILE_THRESHOLD`` (pixels; 0 tiles every image, a
+    negative value never tiles) and ``$LICCODEC_TILE_SIZE`` via :meth:`from_env`.
+    """
+
+    threshold: int = DEFAULT_THRESHOLD
+    tile: int = DEFAULT_TILE
+
+    def __post_init__(self) -> None:
+        if self.tile < TILE_MULTIPLE or self.tile % TILE_MULTIPLE:
+            raise ValueError(f"tile size must be a positive multiple of {TILE_MULTIPLE}, got {self.tile}")
+
+    @classmethod
+    def from_env(cls) -> "TilePolicy":
+        def read(name: str, default: int) -> int:
+            raw = os.environ.get(name, "").strip()
+            try:
+                return int(raw) if raw else default
+            except ValueError:
+                raise ValueError(f"${name} must be an integer, got {raw!r}") from None
+
+        return cls(read("LICCODEC_TILE_THRESHOLD", DEFAULT_THRESHOLD), read("LICCODEC_TILE_SIZE", DEFAULT_TILE))
+
+    @classmethod
+    def never(cls) -> "TilePolicy":
+        return cls(threshold=-1)
+
+    def applies(self, height: int, width: int) -> bool:
+        return self.threshold >= 0 and height * width > self.threshold
+
+    def core(self, pixels_per_position: int) -> int:
+        """Tile core side at a level where one position covers ``pixels_per_position`` pixels."""
+        return max(1, self.tile // pixels_per_position)

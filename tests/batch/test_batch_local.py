@@ -1,0 +1,110 @@
+"""Folder conversion with the local engine: parallel = serial, resumable, failures contained."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from liccodec import batch
+from liccodec.batch import Job, Outcome, Progress, Report
+from liccodec.cli.main import main
+
+
+def _folder(root: Path, photo: np.ndarray, broken: bool = True) -> Path:
+    src = root / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(photo).save(src / "a.png")
+    Image.fromarray(photo[::-1]).save(src / "b.png")
+    Image.fromarray(photo[:40, :50]).save(src / "sub" / "c.png")
+    if broken:
+        (src / "sub" / "broken.png").write_bytes(b"\x89PNG not really")
+    return src
+
+
+def _lic(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_two_workers_write_the_same_files_and_a_summary_table(tiny, photo, tmp_path):
+    src = _folder(tmp_path, photo)
+    one, two = tmp_path / "one", tmp_path / "two"
+    r1 = _lic("encode", src, "-o", one, "-m", tiny, "-q", "2")
+    r2 = _lic("encode", src, "-o", two, "-m", tiny, "-q", "2", "-j", "2")
+    for r in (r1, r2):
+        assert r.exit_code == 9  # the broken input failed, the rest were written
+        assert "3 converted, 0 skipped (valid output exists), 1 failed" in r.stderr
+        assert "images/s" in r.stderr and "MP/s" in r.stderr and "megapixels" in r.stderr
+        assert "FAILED" in r.stderr and "broken.png" in r.stderr
+    assert _tree(one) == _tree(two) and len(_tree(one)) == 3
+
+
+def test_rerun_skips_valid_redoes_partial_and_cleans_stale_temp_files(tiny, photo, tmp_path):
+    src = _folder(tmp_path, photo, broken=False)
+    out = tmp_path / "out"
+    assert _lic("encode", src, "-o", out, "-m", tiny, "--quiet").exit_code == 0
+    good = (out / "a.lic").read_bytes()
+    (out / "b.lic").write_bytes(good[: len(good) // 2])          # truncated output
+    stale = out / "sub" / ".c.lic.abc123xy.part"                  # temp file of a killed run
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 2 * batch.STALE_PART_SECONDS,) * 2)
+    fresh = out / ".a.lic.zzz999qq.part"                          # maybe another run's: kept
+    fresh.write_bytes(b"busy")
+    mtime = (out / "a.lic").stat().st_mtime_ns
+    r = _lic("encode", src, "-o", out, "-m", tiny)
+    assert r.exit_code == 0
+    assert "1 converted, 2 skipped" in r.stderr and "removed 1 temp file" in r.stderr
+    assert (out / "a.lic").stat().st_mtime_ns == mtime
+    assert (out / "b.lic").read_bytes() != good[: len(good) // 2]
+    assert not stale.exists() and fresh.exists()
+    dec = tmp_path / "dec"
+    assert _lic("decode", out, "-o", dec, "-j", "2", "--quiet").exit_code == 0
+    assert Image.open(dec / "sub" / "c.png").size == (50, 40)
+
+
+def crash_on_b(job: Job) -> Outcome:
+    """A per-file function whose worker dies on one file, as on a segfault or OOM kill."""
+    if job.src.name == "b.png":
+        os._exit(3)
+    time.sleep(0.05)
+    return Outcome(job.src, job.dst, True, pixels=10)
+
+
+def test_a_worker_that_dies_fails_only_its_own_file(tmp_path):
+    jobs = [Job(tmp_path / f"{n}.png", tmp_path / f"{n}.lic") for n in ("a", "b", "c", "d", "e", "f")]
+    # as under `lic`, which lets SIGPIPE end it quietly: a dead worker's pipe must not end the batch
+    old = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        results = batch.run(jobs, crash_on_b, n_jobs=2, progress=False)
+    finally:
+        signal.signal(signal.SIGPIPE, old)
+    by_name = {r.src.name: r for r in results}
+    assert sorted(by_name) == [j.src.name for j in jobs]
+    assert not by_name["b.png"].ok and "worker process died" in by_name["b.png"].error
+    assert all(r.ok for n, r in by_name.items() if n != "b.png")
+
+
+def test_progress_leaves_skipped_files_out_of_the_total():
+    p = Progress(3, enabled=False)
+    p.record(Outcome(Path("a"), Path("a.lic"), True, skipped=True))
+    p.record(Outcome(Path("b"), Path("b.lic"), True, pixels=2_000_000))
+    p.record(Outcome(Path("c"), Path("c.lic"), False, error="bad"))
+    assert (p.bar.total, p.finished, p.skipped, p.failed) == (2, 2, 1, 1)
+    rep = Report(p.results, 2.0, "local", 1)
+    assert len(rep.done) == 1 and rep.skipped == 1 and len(rep.failed) == 1
+    assert rep.images_per_s == 0.5 and rep.megapixels_per_s == 1.0
+    p.close()
+
+
+def test_unknown_engine_and_address_without_ray(tiny, photo, tmp_path):
+    src = _folder(tmp_path, photo, broken=False)
+    r = _lic("encode", src, "-o", tmp_path / "o", "-m", tiny, "--address", "auto")
+    assert r.exit_code == 2 and "--engine ray" in r.stderr
