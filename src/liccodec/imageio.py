@@ -42,7 +42,7 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
 
 def to_tensor(rgb: np.ndarray) -> Tensor:
     """uint8 HxWx3 -> float (1, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+    return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def to_uint8(x: Tensor) -> np.ndarray:

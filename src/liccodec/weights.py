@@ -115,7 +115,7 @@ def _load(spec: WeightSpec, path: str):
     from liccodec.models import get_arch
 
     if not spec.available:
-        raise ModelError(f"weights file for {model_id} not found at {spec.path}")
+        raise ModelError(f"weights file for {spec.id} not found at {spec.path}")
     actual = sha256_file(spec.path)
     if actual != spec.sha256:
         raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")

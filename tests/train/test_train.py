@@ -59,3 +59,46 @@ def test_validation_codes_real_files(data_dir, tmp_path):
     assert set(res) == {"level0", "level1"}
     for v in res.values():
         assert v["bpp"] > 0 and v["bpp_est"] > 0 and 0 < v["psnr"] < 100
+
+
+def test_warm_start_from_export(data_dir, tmp_path):
+    from liccodec.train.export import export_module
+    from liccodec.train.warmstart import warm_start
+
+    t = Trainer(recipe(data_dir, tmp_path / "w", 3), "cpu")
+    t.run(progress=False)
+    shipped = export_module(t.ema, "msh", t.recipe.model, "msh.tiny", tmp_path / "models")
+    r = recipe(data_dir, tmp_path / "w2", 3)
+    r.model["lambdas"] = [0.005, 0.01, 0.05]  # one new, lower lambda
+    r.train.init = str(shipped)
+    t2 = Trainer(r, "cpu")
+    src, dst = t.ema.state_dict(), t2.model.state_dict()
+    for k in ("g_a.0.weight", "g_s.6.bias", "latent.h_a.0.weight"):
+        assert torch.allclose(src[k], dst[k], atol=1e-3, rtol=1e-3), k  # float16 round trip
+    for k in ("latent.h_s.0.weight", "latent.h_s.4.bias"):
+        assert torch.allclose(src[k], dst[k], atol=1e-4), k  # dequantised integer layers
+    g_src, g_dst = src["latent.gain.log_gain"], dst["latent.gain.log_gain"]
+    assert torch.equal(g_dst[1:], g_src)
+    t = np.log(0.005 / 0.01) / np.log(0.05 / 0.01)  # linear in log-lambda, extrapolated
+    assert torch.allclose(g_dst[0], g_src[0] + float(t) * (g_src[1] - g_src[0]), atol=1e-6)
+    fresh = warm_start(t2.model, shipped)  # the file carries the z prior: only its buffers stay
+    assert all(k.startswith("latent.entropy_bottleneck.") for k in fresh)
+    for k in ("latent.entropy_bottleneck.matrices.0", "latent.entropy_bottleneck.factors.1"):
+        assert k not in fresh and torch.equal(src[k], dst[k])
+
+
+def test_override_parses_toml_values(data_dir, tmp_path):
+    r = recipe(data_dir, tmp_path / "o", 3)
+    r.train.override(["decay_start=12", "lr=2e-4", 'init="a/b.safetensors"', "amp=none"])
+    assert (r.train.decay_start, r.train.lr, r.train.init, r.train.amp) == (12, 2e-4, "a/b.safetensors", "none")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        r.train.override(["no_such_field=1"])
+
+
+def test_amp_auto_never_emulates_bf16():
+    from liccodec.nn.layers import native_bf16
+    from liccodec.train.loop import resolve_amp
+
+    assert resolve_amp(torch.device("cpu"), "auto") == ("bf16" if native_bf16() else "none")
+    with pytest.raises(ValueError):
+        resolve_amp(torch.device("cpu"), "fp16")

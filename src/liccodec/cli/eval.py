@@ -53,10 +53,14 @@ def _rel(p: Path) -> str:
 @click.option("--reuse/--no-reuse", default=False, show_default=True,
               help="Also report results files already in --out-dir for codecs not measured in "
                    "this run (their timings are flagged as coming from another run).")
+@click.option("--compressai-ref/--no-compressai-ref", default=True, show_default=True,
+              help="Also code the images with CompressAI's own compress()/decompress() on each "
+                   "measured model's weights (lowest, middle and highest integer quality) and "
+                   "report sizes and times side by side.")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
 def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: str, models: str,
              num_qualities: int, limit: int | None, threads: int, anchors_dir: Path | None,
-             reuse: bool, quiet: bool) -> None:
+             reuse: bool, compressai_ref: bool, quiet: bool) -> None:
     """Rate-distortion and speed benchmark on IMAGES_DIR (default: ../shared/data/kodak).
 
     Every codec runs in this one process, one image at a time, so the times compare. For each
@@ -121,7 +125,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                         *(["--qualities", str(num_qualities)] if model_codecs else []),
                         *(["--limit", str(limit)] if limit else []), "--threads", str(threads),
                         *(["--anchors", shlex.quote(_rel(anchors_dir))] if anchors_dir else []),
-                        *(["--reuse"] if reuse else [])])
+                        *(["--reuse"] if reuse else []),
+                        *([] if compressai_ref else ["--no-compressai-ref"])])
     run = bench.new_run(command)
     machine = environment.machine_info()
 
@@ -144,6 +149,9 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
         curve.meta["machine"] = machine
         curve.save(out_dir / f"{codec.name}.json")
         measured.append(curve)
+    reference = {}
+    if compressai_ref:
+        reference = _reference(model_codecs, images, threads, out_dir, skipped, quiet)
     elapsed = time.perf_counter() - started
 
     if reuse and out_dir.is_dir():
@@ -170,7 +178,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                       machine=machine, versions=environment.library_versions(), run=run,
                       images_dir=_rel(images_dir), image_count=len(images), elapsed_s=elapsed,
                       plot_path=plot_path, threads=threads,
-                      anchors_dir=_rel(anchors_dir) if anchors_dir else None, limit=limit)
+                      anchors_dir=_rel(anchors_dir) if anchors_dir else None, limit=limit,
+                      reference=reference)
     write_report(inp, report_path)
 
     if not quiet:
@@ -185,3 +194,35 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
             click.echo(f"skipped {k}: {v}", err=True)
         click.echo(f"wrote {report_path} and {len(measured)} results in {out_dir} "
                    f"({elapsed / 60:.1f} min)", err=True)
+
+
+def _reference(model_codecs, images, threads: int, out_dir: Path, skipped: dict[str, str],
+               quiet: bool) -> dict[str, list]:
+    """Each measured model through CompressAI's compress()/decompress() (liccodec.eval.reference)."""
+    import json
+
+    from tqdm import tqdm
+
+    from liccodec.eval.reference import compare
+    from liccodec.weights import get_spec
+
+    out = {}
+    for codec in model_codecs:
+        spec = get_spec(codec.name)
+        if spec.arch != "msh":
+            continue
+        lo, hi = int(spec.quality_min), int(spec.quality_max)
+        qualities = sorted({lo, (lo + hi) // 2, hi})
+        rgbs = [img.rgb for img in images]
+        try:
+            with tqdm(total=len(qualities) * len(rgbs), desc=f"{'compressai':>10}", unit="img",
+                      disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+                rows = compare(codec.name, rgbs, qualities, threads, progress=bar.update)
+        except (ValueError, KeyError, ImportError) as e:
+            skipped[f"{codec.name} via CompressAI"] = str(e)
+            continue
+        out[codec.name] = rows
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{codec.name}.compressai-ref.json").write_text(
+            json.dumps([r.to_dict() for r in rows], indent=1) + "\n")
+    return out

@@ -17,9 +17,17 @@ from liccodec.cli.main import main
 @click.option("--max-minutes", type=float, help="Stop cleanly (with a checkpoint) after this wall-clock time.")
 @click.option("--steps", type=int, help="Override the total step count.")
 @click.option("--device", help="torch device (default: cuda when present, else cpu).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a [train] field, VALUE in TOML syntax (repeatable), "
+                   "e.g. --set decay_start=40000 --set 'init=\"models/msh.mse.safetensors\"'.")
 def train(config_path: str, out: str | None, resume: bool, max_minutes: float | None,
-          steps: int | None, device: str | None) -> None:
-    """Train (or resume training) a model from a recipe."""
+          steps: int | None, device: str | None, overrides: tuple[str, ...]) -> None:
+    """Train (or resume training) a model from a recipe.
+
+    A run folder holds last.pt (the full resumable state), train.jsonl, val.jsonl and the
+    recipe as run. Stop it any time (Ctrl-C loses at most ckpt_every_s of work, or use
+    --max-minutes) and run the same command again to continue.
+    """
     from liccodec.train.config import Recipe
     from liccodec.train.loop import Trainer
 
@@ -28,6 +36,10 @@ def train(config_path: str, out: str | None, resume: bool, max_minutes: float | 
         recipe.train.out = out
     if steps:
         recipe.train.steps = steps
+    try:
+        recipe.train.override(overrides)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
     trainer = Trainer(recipe, device)
     last = Path(recipe.train.out) / "last.pt"
     if resume and last.exists():

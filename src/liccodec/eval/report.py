@@ -3,7 +3,8 @@
 Sections: the command line; machine and library versions; each codec's exact options and
 settings (and the codecs skipped, with why); BD-rate matrices for PSNR and MS-SSIM (every
 measured codec against every other and against the published VTM and BPG anchors); published
-anchors against VTM for orientation; a speed table; the points of every curve.
+anchors against VTM for orientation; a speed table; our coder against CompressAI's on the
+same weights (when measured); the points of every curve.
 """
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ class ReportInput:
     anchors_dir: str | None = None
     #: ``--limit`` when given: published anchors cover the whole dataset, this run did not.
     limit: int | None = None
+    #: model id -> rows of ``liccodec.eval.reference.compare`` (our coder vs CompressAI's)
+    reference: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def _fmt(v: float | None, digits: int = 2, signed: bool = False) -> str:
@@ -201,6 +204,23 @@ def render(inp: ReportInput, report_path: Path) -> str:
                      str(c.meta.get("threads", "?"))])
     out.append(_table(["codec", "encode s/image", "decode s/image", "encode MP/s", "decode MP/s",
                        "threads"], rows) + "\n")
+
+    # ---- our coder against CompressAI's
+    for mid, ref_rows in inp.reference.items():
+        out.append(f"## `{mid}` through liccodec and through CompressAI\n")
+        out.append("The same weights coded two ways on the same images, in this run: liccodec "
+                   "(`liccodec.encode`/`decode`, whole .lic files: header, CRC-32, integer "
+                   "hyper-synthesis, constriction rANS) and CompressAI's own "
+                   "`MeanScaleHyperprior.compress()`/`decompress()` (float hyper-synthesis, its "
+                   "C++ rANS; bytes are its strings, no container). The gains of our variable-rate "
+                   "model are folded into the neighbouring layers at integer qualities "
+                   "(`liccodec.eval.reference`). Times are seconds per image.\n")
+        rows = [[f"{r.quality}", _fmt(r.lic_bpp, 4), _fmt(r.cai_bpp, 4), _fmt(r.size_diff_pct, 2, signed=True),
+                 _fmt(r.lic_psnr, 2), _fmt(r.cai_psnr, 2), _fmt(r.lic_encode_s, 3), _fmt(r.cai_encode_s, 3),
+                 _fmt(r.lic_decode_s, 3), _fmt(r.cai_decode_s, 3)] for r in ref_rows]
+        out.append(_table(["quality", "bpp liccodec", "bpp CompressAI", "size diff %", "PSNR liccodec",
+                           "PSNR CompressAI", "enc s liccodec", "enc s CompressAI", "dec s liccodec",
+                           "dec s CompressAI"], rows) + "\n")
 
     # ---- points
     out.append("## Points\n")

@@ -250,7 +250,8 @@ def export_exact(codec: "GainedHyperprior", scales: np.ndarray | None = None) ->
     scales = scale_table() if scales is None else scales
     out = IntegerNet.from_float(codec.h_s).to_tensors("exact.h_s")
     eb = codec.entropy_bottleneck
-    med = eb._get_medians().detach().double().view(-1)
+    q = prior_quantiles(eb)
+    med = q[:, 0, 1]
     out["exact.z_median"] = torch.round(med * 2**ACT_BITS).to(torch.int64)
     ihg = codec.hyper_gain.log_inv_gain.detach().double().exp().clamp(2.0**-8, 64.0)
     out["exact.inv_hyper_gain"] = torch.round(ihg * 2**GAIN_BITS).to(torch.int64)
@@ -259,14 +260,36 @@ def export_exact(codec: "GainedHyperprior", scales: np.ndarray | None = None) ->
     pmf, length, offset = gaussian_tables(scales)
     out.update({"exact.y_tables.pmf": torch.from_numpy(pmf), "exact.y_tables.length": torch.from_numpy(length),
                 "exact.y_tables.offset": torch.from_numpy(offset)})
-    out.update(_z_tables(eb))
+    out.update(_z_tables(eb, q))
     return out
 
 
 @torch.no_grad()
-def _z_tables(eb: nn.Module, tail: float = 1e-9) -> dict[str, Tensor]:
-    """Per-channel pmfs of the factorized prior around each channel's (fixed-point) median."""
-    q = eb.quantiles.detach().double()  # (C, 1, 3): lower tail, median, upper tail
+def prior_quantiles(eb: nn.Module, iters: int = 60) -> Tensor:
+    """(C, 1, 3) float64: where each channel's factorized-prior CDF reaches the lower tail
+    mass, one half and the upper tail, solved by bisection.
+
+    Training only approaches these through the auxiliary loss, which can lag far behind
+    (a warm-started prior starts from +-10); the CDF is monotone, so bisection finds them
+    to float precision in a few dozen evaluations, independent of how long aux trained.
+    """
+    target = eb.target.detach().double().view(1, 1, 3)  # logits of tail, 1/2, 1 - tail
+    c = eb.quantiles.shape[0]
+    lo = torch.full((c, 1, 3), -(2.0**15), dtype=torch.float64)
+    hi = torch.full((c, 1, 3), 2.0**15, dtype=torch.float64)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        above = eb._logits_cumulative(mid.float(), stop_gradient=True).double() > target
+        hi = torch.where(above, mid, hi)
+        lo = torch.where(above, lo, mid)
+    return (lo + hi) / 2
+
+
+@torch.no_grad()
+def _z_tables(eb: nn.Module, q: Tensor, tail: float = 1e-9) -> dict[str, Tensor]:
+    """Per-channel pmfs of the factorized prior around each channel's (fixed-point) median.
+
+    ``q`` (C, 1, 3): lower tail, median, upper tail (:func:`prior_quantiles`)."""
     med = q[:, 0, 1]
     lo = torch.ceil(med - q[:, 0, 0]).clamp(min=1).to(torch.int64)
     hi = torch.ceil(q[:, 0, 2] - med).clamp(min=1).to(torch.int64)

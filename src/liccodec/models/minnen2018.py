@@ -19,6 +19,8 @@ from liccodec.tiling import Geometry, TilePolicy, run_tiled
 
 # CompressAI's MSE lambdas for its qualities 1..7 (distortion = lambda * 255^2 * MSE).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
+# Shipped tensors that coding does not read (see MeanScaleHyperprior.export_tensors).
+REFERENCE_ONLY = "latent.entropy_bottleneck."
 
 
 @dataclass
@@ -144,17 +146,24 @@ class MeanScaleHyperprior(nn.Module):
     def export_tensors(self) -> dict[str, Tensor]:
         """Shipped tensors: transform parameters in float16 (halves the file; the
         reconstruction changes by < 0.01 dB), buffers and gains in float32, and the exact
-        integer parts. Loading upcasts to float32."""
-        from liccodec.latent.hyperprior import export_exact
+        integer parts. Loading upcasts to float32.
+
+        The float parameters of the z prior ride along (about 20k numbers): coding never
+        reads them (it uses the exported tables), but a warm start and the CompressAI
+        reference comparison (``liccodec.eval.reference``) do."""
+        from liccodec.latent.hyperprior import export_exact, prior_quantiles
 
         params = {n for n, _ in self.named_parameters()}
         half = ("g_a.", "g_s.", "latent.h_a.")
         state = {k: (v.half() if k in params and k.startswith(half) else v)
                  for k, v in self.inference_state().items()}
-        return {**state, **export_exact(self.latent)}
+        eb = self.latent.entropy_bottleneck
+        prior = {f"{REFERENCE_ONLY}{n}": p.detach().float() for n, p in eb.named_parameters()}
+        prior[f"{REFERENCE_ONLY}quantiles"] = prior_quantiles(eb).float()
+        return {**state, **prior, **export_exact(self.latent)}
 
     def load_tensors(self, tensors: dict[str, Tensor]) -> None:
-        float_part = {k: v for k, v in tensors.items() if not k.startswith("exact.")}
+        float_part = {k: v for k, v in tensors.items() if not k.startswith(("exact.", REFERENCE_ONLY))}
         missing, unexpected = self.load_state_dict(float_part, strict=False)
         bad = [k for k in missing if not k.startswith(("latent.h_s.", "latent.entropy_bottleneck."))]
         if bad or unexpected:

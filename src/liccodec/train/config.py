@@ -9,7 +9,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
 @dataclass
@@ -18,6 +18,8 @@ class TrainConfig:
     val_data: str = "../shared/data/kodak"
     out: str = "../runs/default"          # checkpoints and logs; keep outside git
     seed: int = 0
+    # shipped weights (.safetensors beside a manifest.json) to start from; "" = from scratch
+    init: str = ""
     batch: int = 8
     # [[step, patch], ...]: crop side from that step on (a curriculum of crop sizes)
     patch_schedule: list[list[int]] = field(default_factory=lambda: [[0, 128]])
@@ -27,9 +29,10 @@ class TrainConfig:
     decay_start: int = 80_000             # constant lr until here, then cosine to lr_min
     lr_min: float = 1e-5
     aux_lr: float = 1e-3
+    solve_quantiles_every: int = 100      # exact z-prior quantiles every N steps (0 = aux loss only)
     clip: float = 1.0
     ema: float = 0.999
-    amp: str = "bf16"                     # "bf16" or "none"
+    amp: str = "auto"                     # "auto" (bf16 where native), "bf16" or "none"
     ckpt_every_s: float = 300.0
     log_every: int = 50
     val_every: int = 2000
@@ -42,6 +45,20 @@ class TrainConfig:
             if step >= start:
                 patch = p
         return patch
+
+    def override(self, items: Iterable[str]) -> None:
+        """Apply ``key=value`` overrides, each value in TOML syntax."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        for item in items:
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in known:
+                raise ValueError(f"{item!r}: expected KEY=VALUE with KEY one of {sorted(known)}")
+            try:
+                parsed = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                parsed = value  # a bare string
+            setattr(self, key, parsed)
 
     def lr_at(self, step: int) -> float:
         import math

@@ -57,7 +57,7 @@ def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir:
         "file": path.name,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
-        "quality": {"min": 1.0, "max": float(levels), "default": float(min(4, levels))},
+        "quality": {"min": 1.0, "max": float(levels), "default": float(levels // 2 + 1)},
         "metric": "mse",
         "description": description,
         "licence": "weights: Apache-2.0 (this project); trained on research-only data, see training.data",

@@ -38,6 +38,18 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """ "auto" means bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else
+    "none": emulated bf16 on an AVX2-only CPU ran ~30x *slower* than fp32 here."""
+    if amp == "auto":
+        from liccodec.nn.layers import native_bf16
+
+        return "bf16" if device.type == "cuda" or native_bf16() else "none"
+    if amp not in ("bf16", "none"):
+        raise ValueError(f"amp must be auto, bf16 or none, not {amp!r}")
+    return amp
+
+
 def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=(amp == "bf16"))
 
@@ -53,9 +65,19 @@ class Trainer:
         self.recipe = recipe
         self.cfg = recipe.train
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.amp = resolve_amp(self.device, self.cfg.amp)
         torch.manual_seed(self.cfg.seed)
         spec = get_arch(recipe.arch)
-        self.model = spec.build(**recipe.model).to(self.device).to(memory_format=torch.channels_last)
+        self.model = spec.build(**recipe.model)
+        if self.cfg.init:
+            from liccodec.train.warmstart import warm_start
+
+            fresh = warm_start(self.model, self.cfg.init)
+            print(f"warm start from {self.cfg.init}; freshly initialised: "
+                  f"{sorted({k.rsplit('.', 1)[0] for k in fresh})}", file=sys.stderr)
+        self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
+        if self.cfg.init:
+            self.solve_quantiles()
         self.ema = copy.deepcopy(self.model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
@@ -111,7 +133,7 @@ class Trainer:
         x = self.data.batch(cfg.batch, cfg.patch_at(self.state.step)).to(self.device)
         levels = model.cfg.levels
         level = torch.rand(x.shape[0], device=self.device) * (levels - 1)
-        with _autocast(self.device, cfg.amp):
+        with _autocast(self.device, self.amp):
             bpp, mse, _ = rd_terms(model, x, level)
         lam = model.lambda_at(level)
         loss = (lam * 255.0**2 * mse + bpp).mean()
@@ -124,10 +146,24 @@ class Trainer:
         self.aux_opt.zero_grad(set_to_none=True)
         aux.backward()
         self.aux_opt.step()
+        if cfg.solve_quantiles_every and self.state.step % cfg.solve_quantiles_every == 0:
+            self.solve_quantiles()
         self._update_ema()
         self.state.step += 1
         return {"loss": loss.item(), "bpp": bpp.mean().item(), "mse": mse.mean().item(),
                 "aux": aux.item(), "lr": lr}
+
+    @torch.no_grad()
+    def solve_quantiles(self) -> None:
+        """Set the z prior's quantiles (median and tails) to their exact values.
+
+        The auxiliary loss alone moves them ~lr per step, far too slowly after a warm start
+        or a big change of the prior; the median sets the rounding grid of z in training,
+        so a lagging one would train h_s on a grid that coding does not use."""
+        from liccodec.latent.hyperprior import prior_quantiles
+
+        eb = self.model.latent.entropy_bottleneck
+        eb.quantiles.copy_(prior_quantiles(eb).to(eb.quantiles))
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -161,21 +197,22 @@ class Trainer:
                 x = to_tensor(rgb).to(self.device)
                 h, w = x.shape[2:]
                 xp = pad_to_multiple(x, self.ema.downsampling)
-                with _autocast(self.device, self.cfg.amp):
+                with _autocast(self.device, self.amp):
                     out = self.ema(xp.contiguous(memory_format=torch.channels_last),
                                    torch.full((1,), lv, device=self.device))
                 bits = sum((-torch.log2(l.float())).sum() for l in out.likelihoods.values())
                 xh = out.x_hat.float()[:, :, :h, :w].clamp(0, 1)
                 est.append(bits.item() / (h * w))
                 p_est.append(psnr(((xh - x) ** 2).mean().item()))
-                precision = "bf16" if self.cfg.amp == "bf16" else "fp32"
+                precision = "bf16" if self.amp == "bf16" else "fp32"
                 streams = coder.compress(xp, q_milli, precision)
                 data = pack(Header(self.recipe.arch + ".val", bytes(16), w, h, quality=q_milli), streams)
                 xr = coder.decompress(streams, xp.shape[2:], q_milli, precision)[:, :, :h, :w]
                 xr = torch.round(xr * 255) / 255  # what a decoded 8-bit file holds
                 real.append(8 * len(data) / (h * w))
                 p_real.append(psnr(((xr.cpu() - x.cpu()) ** 2).mean().item()))
-            res[f"level{lv:g}"] = {"bpp_est": float(np.mean(est)), "psnr_est": float(np.mean(p_est)),
+            lam = float(self.model.lambda_at(torch.tensor([float(lv)]))[0])
+            res[f"level{lv:g}"] = {"lambda": round(lam, 6), "bpp_est": float(np.mean(est)), "psnr_est": float(np.mean(p_est)),
                                    "bpp": float(np.mean(real)), "psnr": float(np.mean(p_real))}
         return res
 

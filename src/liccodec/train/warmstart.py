@@ -1,0 +1,89 @@
+"""Start a training run from shipped weights instead of from scratch.
+
+Shipped weights hold what coding needs, not the full training state: the transforms (in
+float16), the gain tables, and the *integer* hyper-synthesis and coding tables. A warm
+start therefore
+
+* loads every float tensor the model has (float16 is upcast),
+* rebuilds the float hyper-synthesis from its integer export (``W = W_q / 2**shift``,
+  ``b = b_q / 2**(shift + ACT_BITS)``; the rounding error is below 2**-15 relative),
+* loads the factorized prior of z when the file carries its float parameters (exports
+  since session 2 do); older files hold only its tables, so it starts fresh and
+  relearns in a few hundred steps (it carries a few percent of the bits),
+* maps gain tables (the source's lambdas come from the file's metadata) onto a different lambda set: a lambda the source has keeps its row,
+  a new one is interpolated (or extrapolated) linearly in log-lambda per channel.
+
+The optimizer starts fresh, so the recipe should warm the learning rate up again.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from liccodec.nn.integer import ACT_BITS, IntegerNet
+
+GAIN_TABLES = ("latent.gain.log_gain", "latent.gain.log_inv_gain",
+               "latent.hyper_gain.log_gain", "latent.hyper_gain.log_inv_gain")
+
+
+def source_lambdas(weights: Path) -> list[float]:
+    """The lambda set of shipped weights, from the config in their safetensors metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata() or {}
+    if "config" not in meta:
+        raise KeyError(f"{weights} carries no model config in its metadata; export it with `lic export`")
+    return list(json.loads(meta["config"])["lambdas"])
+
+
+def remap_levels(table: Tensor, src: list[float], dst: list[float]) -> Tensor:
+    """Rows of a (levels, C) table for the lambdas ``dst``, from rows trained at ``src``."""
+    ls = torch.log(torch.tensor(src, dtype=torch.float64))
+    rows = []
+    for lam in dst:
+        x = torch.log(torch.tensor(lam, dtype=torch.float64))
+        exact = torch.isclose(ls, x, rtol=0, atol=1e-9).nonzero()
+        if len(exact):
+            rows.append(table[int(exact[0])].double())
+            continue
+        i = int(torch.searchsorted(ls, x).clamp(1, len(src) - 1))  # segment [i-1, i]
+        t = (x - ls[i - 1]) / (ls[i] - ls[i - 1])
+        rows.append(table[i - 1].double() + t * (table[i].double() - table[i - 1].double()))
+    return torch.stack(rows).to(table.dtype)
+
+
+@torch.no_grad()
+def warm_start(model: nn.Module, weights: str | Path) -> list[str]:
+    """Load shipped weights into a training model; returns the state names left as they were
+    initialised (the z prior's table buffers always: training does not use them)."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights)
+    tensors = load_file(weights)
+    src, dst = source_lambdas(weights), list(model.cfg.lambdas)
+    state = model.state_dict()
+    new = {}
+    for k, v in tensors.items():
+        if k.startswith("exact.") or k not in state:
+            continue
+        v = v.float()
+        if k in GAIN_TABLES and src != dst:
+            v = remap_levels(v, src, dst)
+        if v.shape != state[k].shape:
+            raise ValueError(f"{k}: shipped shape {tuple(v.shape)} does not fit {tuple(state[k].shape)}")
+        new[k] = v
+    layers = [m for m in model.latent.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    exact = IntegerNet.from_tensors(tensors, "exact.h_s").layers
+    if len(exact) != len(layers):
+        raise ValueError(f"integer h_s has {len(exact)} layers, the model {len(layers)}")
+    prefix = {id(m): f"latent.h_s.{name}" for name, m in model.latent.h_s.named_children()}
+    for m, il in zip(layers, exact):
+        p = prefix[id(m)]
+        new[f"{p}.weight"] = il.weight.double().div(2.0**il.shift).float()
+        new[f"{p}.bias"] = il.bias.double().div(2.0 ** (il.shift + ACT_BITS)).float()
+    model.load_state_dict(new, strict=False)
+    return sorted(k for k in state if k not in new)
