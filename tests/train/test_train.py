@@ -102,3 +102,14 @@ def test_amp_auto_never_emulates_bf16():
     assert resolve_amp(torch.device("cpu"), "auto") == ("bf16" if native_bf16() else "none")
     with pytest.raises(ValueError):
         resolve_amp(torch.device("cpu"), "fp16")
+
+
+def test_chain_stages_totals():
+    from liccodec.train.export import chain_stages
+
+    a = {"steps": 100, "wall_clock_hours": 1.0, "sha256": "ab"}
+    b = {"steps": 50, "wall_clock_hours": 0.5, "recipe": "r.toml"}
+    two = chain_stages(dict(a), dict(b))
+    assert (two["steps"], two["wall_clock_hours"], two["recipe"]) == (150, 1.5, "r.toml")
+    three = chain_stages(two, {"steps": 10, "wall_clock_hours": 0.25})
+    assert three["steps"] == 160 and [s["steps"] for s in three["stages"]] == [100, 50, 10]

@@ -26,13 +26,54 @@ def model_from_checkpoint(path: str | Path, use_ema: bool = True):
     return model.eval(), arch, model_cfg, ck
 
 
+def hardware() -> str:
+    """CPU model (or CUDA device), threads, and whether bf16 was native."""
+    from liccodec.nn.layers import native_bf16
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    bf16 = "native bf16" if native_bf16() else "no native bf16"
+    return f"{name}, {torch.get_num_threads()} threads, {bf16}"
+
+
+def _training_record(weights: Path) -> dict[str, Any]:
+    """The manifest's training record of shipped weights (the start of a warm-started run)."""
+    manifest = weights.parent / "manifest.json"
+    if manifest.is_file():
+        for entry in json.loads(manifest.read_text())["models"].values():
+            if entry["file"] == weights.name:
+                return {**entry["training"], "sha256": entry["sha256"]}
+    return {"weights": str(weights), "note": "no manifest entry found"}
+
+
+def chain_stages(before: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
+    """Training record of a run warm-started from weights trained as ``before``: totals on
+    top, every stage listed in order."""
+    stages = [*before.pop("stages", [before]), stage]
+    return {**{k: v for k, v in stage.items() if k not in ("steps", "wall_clock_hours")},
+            "steps": sum(s.get("steps", 0) for s in stages),
+            "wall_clock_hours": round(sum(s.get("wall_clock_hours", 0.0) for s in stages), 2),
+            "stages": stages}
+
+
 def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, description: str = "",
            recipe_file: str | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Export the EMA weights of a training checkpoint (see :func:`export_module`)."""
     model, arch, cfg, ck = model_from_checkpoint(checkpoint)
     st = ck["state"]
-    training = {"recipe": recipe_file, "steps": st["step"], "wall_clock_hours": round(st["wall"] / 3600, 2),
-                "ema": True, **(extra or {})}
+    training = {"hardware": hardware(), "recipe": recipe_file, "steps": st["step"],
+                "wall_clock_hours": round(st["wall"] / 3600, 2), "ema": True, **(extra or {})}
+    init = ck["recipe"]["train"].get("init")
+    if init:
+        training = chain_stages(_training_record(Path(init)), training)
     return export_module(model, arch, cfg, model_id, out_dir, description=description, training=training)
 
 
@@ -62,7 +103,7 @@ def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir:
         "description": description,
         "licence": "weights: Apache-2.0 (this project); trained on research-only data, see training.data",
         "training": {
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "hardware": hardware(),
             "data": "shared/data/train: 724 photos (BSDS500, Urban100, Sun-Hays80, Wikipedia photos); "
                     "research/non-commercial terms for BSDS500, see its README",
             **(training or {}),
