@@ -113,3 +113,18 @@ def test_chain_stages_totals():
     assert (two["steps"], two["wall_clock_hours"], two["recipe"]) == (150, 1.5, "r.toml")
     three = chain_stages(two, {"steps": 10, "wall_clock_hours": 0.25})
     assert three["steps"] == 160 and [s["steps"] for s in three["stages"]] == [100, 50, 10]
+
+
+def test_plot_training_groups_by_lambda(tmp_path):
+    pytest.importorskip("matplotlib")
+    import json
+
+    from liccodec.train.plot import plot_run
+
+    log = tmp_path / "val.jsonl"
+    recs = [{"step": 10, "level1": {"bpp_est": 0.5, "psnr": 30.0}},  # an old record: no lambda
+            {"step": 20, "level2": {"lambda": 0.0035, "bpp_est": 0.4, "psnr_est": 30.5, "bpp": 0.41, "psnr": 30.4}}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    plot_run(log, tmp_path / "curve.png")
+    plot_run(tmp_path, tmp_path / "curve2.png")
+    assert (tmp_path / "curve.png").stat().st_size > 1000 and (tmp_path / "curve2.png").exists()

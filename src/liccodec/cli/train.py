@@ -65,10 +65,12 @@ def export_cmd(checkpoint: str, model_id: str, out_dir: str, description: str, r
 
 
 @main.command("plot-training")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=click.Path(exists=True))
 @click.option("-o", "--out", default="docs/learning_curve.png", show_default=True, help="PNG to write.")
 def plot_training(run_dir: str, out: str) -> None:
-    """Plot a run's validation curve (real coded bpp and PSNR per level over steps)."""
+    """Plot a run's validation curve (real coded bpp and PSNR per lambda over steps).
+
+    RUN_DIR is a run folder or a val.jsonl-style file (e.g. docs/msh.mse.val.jsonl)."""
     from liccodec.train.plot import plot_run
 
     plot_run(Path(run_dir), Path(out))
