@@ -51,3 +51,16 @@ def test_eval_errors_are_clean(tmp_path: Path, image_folder: Path) -> None:
     none = runner.invoke(main, ["eval", str(empty), "--codecs", "jpeg-420", "--models", "none",
                                 "--out-dir", str(tmp_path / "o"), "--report", str(tmp_path / "r.md")])
     assert none.exit_code == 2 and "no images" in none.output
+
+
+def test_eval_model_with_compressai_reference(tmp_path: Path, image_folder: Path, tiny: str) -> None:
+    out, report = tmp_path / "res", tmp_path / "report.md"
+    result = CliRunner().invoke(main, [
+        "eval", str(image_folder), "--out-dir", str(out), "--report", str(report),
+        "--codecs", "none", "--models", tiny, "--qualities", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / f"{tiny}.compressai-ref.json").read_text())
+    assert [r["quality"] for r in rows] == [1, 2, 3]
+    assert all(r["images"] == 2 and r["cai_bpp"] > 0 for r in rows)
+    section = report.read_text().split("through CompressAI")[1].split("## Points")[0]
+    assert "size diff %" in section and section.count("\n| ") >= 4
