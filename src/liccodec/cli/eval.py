@@ -157,6 +157,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
     if reuse and out_dir.is_dir():
         now = {c.meta.get("codec") for c in measured}
         for f in sorted(out_dir.glob("*.json")):
+            if f.name.endswith(".compressai-ref.json"):  # side-by-side records, not a curve
+                continue
             try:
                 c = load_curve(f)
             except (ValueError, KeyError):
