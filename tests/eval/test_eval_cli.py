@@ -64,3 +64,15 @@ def test_eval_model_with_compressai_reference(tmp_path: Path, image_folder: Path
     assert all(r["images"] == 2 and r["cai_bpp"] > 0 for r in rows)
     section = report.read_text().split("through CompressAI")[1].split("## Points")[0]
     assert "size diff %" in section and section.count("\n| ") >= 4
+
+
+def test_eval_reuse_skips_compressai_side_by_side_records(tmp_path: Path, image_folder: Path) -> None:
+    out, report = tmp_path / "res", tmp_path / "report.md"
+    runner = CliRunner()
+    args = ["eval", str(image_folder), "--out-dir", str(out), "--report", str(report),
+            "--models", "none", "--anchors", str(_fake_anchors(tmp_path)), "--quiet"]
+    assert runner.invoke(main, args + ["--codecs", "jpeg-420"]).exit_code == 0
+    (out / "m.compressai-ref.json").write_text(json.dumps([{"quality": 1, "lic_bpp": 0.2}]))
+    result = runner.invoke(main, args + ["--codecs", "none", "--reuse"])
+    assert result.exit_code == 0, result.output
+    assert "JPEG 4:2:0" in report.read_text()
