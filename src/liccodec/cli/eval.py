@@ -157,7 +157,7 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
     if reuse and out_dir.is_dir():
         now = {c.meta.get("codec") for c in measured}
         for f in sorted(out_dir.glob("*.json")):
-            if f.name.endswith(".compressai-ref.json"):  # side-by-side records, not a curve
+            if f.name.endswith(REFERENCE_SUFFIX):  # side-by-side records, not a curve
                 continue
             try:
                 c = load_curve(f)
@@ -198,6 +198,9 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                    f"({elapsed / 60:.1f} min)", err=True)
 
 
+REFERENCE_SUFFIX = ".compressai-ref.json"  # OUT_DIR/<model><suffix>: CompressAI side by side
+
+
 def _reference(model_codecs, images, threads: int, out_dir: Path, skipped: dict[str, str],
                quiet: bool) -> dict[str, list]:
     """Each measured model through CompressAI's compress()/decompress() (liccodec.eval.reference)."""
@@ -225,6 +228,6 @@ def _reference(model_codecs, images, threads: int, out_dir: Path, skipped: dict[
             continue
         out[codec.name] = rows
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"{codec.name}.compressai-ref.json").write_text(
+        (out_dir / f"{codec.name}{REFERENCE_SUFFIX}").write_text(
             json.dumps([r.to_dict() for r in rows], indent=1) + "\n")
     return out
