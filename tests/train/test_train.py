@@ -111,8 +111,9 @@ def test_chain_stages_totals():
     b = {"steps": 50, "wall_clock_hours": 0.5, "recipe": "r.toml"}
     two = chain_stages(dict(a), dict(b))
     assert (two["steps"], two["wall_clock_hours"], two["recipe"]) == (150, 1.5, "r.toml")
-    three = chain_stages(two, {"steps": 10, "wall_clock_hours": 0.25})
+    three = chain_stages({**two, "sha256": "cd"}, {"steps": 10, "wall_clock_hours": 0.25})
     assert three["steps"] == 160 and [s["steps"] for s in three["stages"]] == [100, 50, 10]
+    assert [s.get("sha256") for s in three["stages"]] == ["ab", "cd", None]
 
 
 def test_plot_training_groups_by_lambda(tmp_path):
