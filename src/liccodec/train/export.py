@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,13 @@ def model_from_checkpoint(path: str | Path, use_ema: bool = True):
 
 def hardware() -> str:
     """CPU model (or CUDA device), threads, and whether bf16 was native."""
+    from liccodec.eval.environment import cpu_model
     from liccodec.nn.layers import native_bf16
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     bf16 = "native bf16" if native_bf16() else "no native bf16"
-    return f"{name}, {torch.get_num_threads()} threads, {bf16}"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads, {bf16}"
 
 
 def _training_record(weights: Path) -> dict[str, Any]:
