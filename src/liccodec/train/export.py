@@ -49,12 +49,10 @@ def _training_record(weights: Path) -> dict[str, Any]:
 def chain_stages(before: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
     """Training record of a run warm-started from weights trained as ``before``: totals on
     top, every stage listed in order."""
-    if "stages" in before:
-        # the weights ``before`` describes are its last stage's result: keep their hash there
-        last = {**before["stages"][-1], **({"sha256": before["sha256"]} if "sha256" in before else {})}
-        stages = [*before["stages"][:-1], last, stage]
-    else:
-        stages = [before, stage]
+    *earlier, last = before.get("stages", [before])
+    if "sha256" in before:  # the hash of the weights ``before`` describes: its last stage's result
+        last = {**last, "sha256": before["sha256"]}
+    stages = [*earlier, last, stage]
     return {**{k: v for k, v in stage.items() if k not in ("steps", "wall_clock_hours")},
             "steps": sum(s.get("steps", 0) for s in stages),
             "wall_clock_hours": round(sum(s.get("wall_clock_hours", 0.0) for s in stages), 2),
