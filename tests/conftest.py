@@ -17,19 +17,26 @@ SHARED = REPO.parent / "shared"
 KODAK = SHARED / "data" / "kodak"
 TRAIN = SHARED / "data" / "train"
 TINY_ID = "msh.tiny"
-TINY_CFG = {"N": 8, "M": 12, "lambdas": [0.004, 0.02, 0.08]}
+# One tiny configuration per registered architecture (tests/test_registry.py checks that).
+TINY_CFGS = {
+    "msh": {"N": 8, "M": 12, "lambdas": [0.004, 0.02, 0.08]},
+    "charm": {"N": 8, "M": 12, "lambdas": [0.004, 0.02, 0.08], "slices": 3, "hidden": 16},
+}
+TINY_CFG = TINY_CFGS["msh"]
 
 
-def build_tiny(seed: int = 0):
+def build_tiny(seed: int = 0, arch: str = "msh"):
     from liccodec.models import get_arch
 
     torch.manual_seed(seed)
-    model = get_arch("msh").build(**TINY_CFG).eval()
+    model = get_arch(arch).build(**TINY_CFGS[arch]).eval()
     # Random weights give a tiny latent and tiny predicted scales: make the latent non-trivial
     # and the predicted scales plausible, so that the rate checks mean something.
     with torch.no_grad():
         model.g_a[-1].weight.mul_(8)
         model.latent.h_s[-1].bias[: TINY_CFG["M"]] = 3.0
+        for net in getattr(model.latent, "cc", ()):  # slice networks start as zero corrections
+            net[-1].weight.normal_(0, 0.05)
     return model
 
 
@@ -38,8 +45,16 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     from liccodec.train.export import export_module
 
     out = tmp_path_factory.mktemp("models")
-    export_module(build_tiny(), "msh", TINY_CFG, TINY_ID, out, description="test model")
+    for arch, cfg in TINY_CFGS.items():
+        export_module(build_tiny(arch=arch), arch, cfg, f"{arch}.tiny", out, description="test model")
     return out
+
+
+@pytest.fixture()
+def tiny_builder():
+    """``build_tiny`` and ``TINY_CFGS`` for test modules (a plain import of conftest is
+    ambiguous: tests/eval has a conftest too)."""
+    return build_tiny, TINY_CFGS
 
 
 @pytest.fixture()
@@ -50,9 +65,16 @@ def tiny_float():
 
 @pytest.fixture()
 def tiny(tiny_models_dir, monkeypatch):
-    """Point the weights lookup at the tiny model; yields its id."""
+    """Point the weights lookup at the tiny models; yields the tiny msh's id."""
     monkeypatch.setenv("LICCODEC_MODELS", str(tiny_models_dir))
     return TINY_ID
+
+
+@pytest.fixture(params=sorted(TINY_CFGS))
+def tiny_each(request, tiny_models_dir, monkeypatch):
+    """Like ``tiny``, once per architecture: the id of that architecture's tiny model."""
+    monkeypatch.setenv("LICCODEC_MODELS", str(tiny_models_dir))
+    return f"{request.param}.tiny"
 
 
 @pytest.fixture()

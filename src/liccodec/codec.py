@@ -12,9 +12,7 @@ from liccodec.container import Header, pack, unpack
 from liccodec.errors import ModelError, UsageError
 from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_tensor,
                               to_uint8, unpack_alpha)
-from liccodec.weights import WeightSpec, get_spec, load_model, read_manifest
-
-DEFAULT_MODEL = "msh.mse"
+from liccodec.weights import DEFAULT_MODEL, WeightSpec, get_spec, load_model, read_manifest
 
 
 def precision() -> str:

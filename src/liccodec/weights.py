@@ -18,6 +18,8 @@ from typing import Any
 
 from liccodec.errors import ModelError
 
+DEFAULT_MODEL = "msh.mse"  # what `lic encode` and liccodec.encode use without -m/model
+
 
 def models_dir() -> Path:
     env = os.environ.get("LICCODEC_MODELS")

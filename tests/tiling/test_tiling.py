@@ -73,9 +73,9 @@ def test_float_chains_match_whole_image_and_need_their_halo(tiny_float):
 def test_integer_hyper_synthesis_is_bit_exact_tiled(tiny):
     ex = load_model(tiny).latent.exact
     z = torch.randint(-12, 13, (1, 8, 7, 9), generator=torch.Generator().manual_seed(2))
-    index, means = ex.entropy_params(z, 2300)
+    index, means = ex.hyper_params(z, 2300)
     for tile in (1, 2, 3, 5, 100):
-        t_index, t_means = ex.entropy_params(z, 2300, tile)
+        t_index, t_means = ex.hyper_params(z, 2300, tile)
         assert torch.equal(t_index, index) and torch.equal(t_means, means), tile
 
 
@@ -95,15 +95,15 @@ def _decode_latents(model_id, data, policy):
 
 
 @pytest.mark.parametrize("encode_tiled", [False, True])
-def test_a_file_decodes_to_the_same_latents_tiled_or_not(tiny, monkeypatch, encode_tiled):
+def test_a_file_decodes_to_the_same_latents_tiled_or_not(tiny_each, monkeypatch, encode_tiled):
     monkeypatch.setenv("LICCODEC_PRECISION", "fp32")
     if encode_tiled:
         monkeypatch.setenv("LICCODEC_TILE_THRESHOLD", "0")
         monkeypatch.setenv("LICCODEC_TILE_SIZE", "64")
     img = _image()
-    data = liccodec.encode(Image.fromarray(img), model=tiny, quality=2.4)
-    whole = _decode_latents(tiny, data, TilePolicy.never())
-    tiled = _decode_latents(tiny, data, SMALL)
+    data = liccodec.encode(Image.fromarray(img), model=tiny_each, quality=2.4)
+    whole = _decode_latents(tiny_each, data, TilePolicy.never())
+    tiled = _decode_latents(tiny_each, data, SMALL)
     assert torch.equal(whole[0], tiled[0]) and torch.equal(whole[1], tiled[1])
 
     monkeypatch.setenv("LICCODEC_TILE_THRESHOLD", "-1")
@@ -114,16 +114,16 @@ def test_a_file_decodes_to_the_same_latents_tiled_or_not(tiny, monkeypatch, enco
     assert np.abs(rgb_whole.astype(int) - rgb_tiled.astype(int)).max() <= 1
 
 
-def test_tiled_encoder_codes_nearly_the_same_symbols(tiny, monkeypatch):
+def test_tiled_encoder_codes_nearly_the_same_symbols(tiny_each, monkeypatch):
     """Float g_a/h_a differ by rounding only, so at most a rare symbol sits on the other side
     of a rounding boundary; the file stays valid either way (the test above)."""
     monkeypatch.setenv("LICCODEC_PRECISION", "fp32")
     img = Image.fromarray(_image(seed=7))
     monkeypatch.setenv("LICCODEC_TILE_THRESHOLD", "-1")
-    whole = _decode_latents(tiny, liccodec.encode(img, model=tiny, quality=2.0), TilePolicy.never())[0]
+    whole = _decode_latents(tiny_each, liccodec.encode(img, model=tiny_each, quality=2.0), TilePolicy.never())[0]
     monkeypatch.setenv("LICCODEC_TILE_THRESHOLD", "0")
     monkeypatch.setenv("LICCODEC_TILE_SIZE", "64")
-    tiled = _decode_latents(tiny, liccodec.encode(img, model=tiny, quality=2.0), TilePolicy.never())[0]
+    tiled = _decode_latents(tiny_each, liccodec.encode(img, model=tiny_each, quality=2.0), TilePolicy.never())[0]
     assert (whole != tiled).float().mean() < 1e-3
 
 

@@ -87,6 +87,35 @@ def test_warm_start_from_export(data_dir, tmp_path):
         assert k not in fresh and torch.equal(src[k], dst[k])
 
 
+def test_charm_warm_starts_from_msh_and_from_itself(data_dir, tmp_path):
+    """msh -> charm: everything but the slice networks comes over, and those start as zero
+    corrections; charm -> charm: the slice networks come back from their integer export."""
+    from liccodec.train.export import export_module
+    from liccodec.train.warmstart import warm_start
+
+    t = Trainer(recipe(data_dir, tmp_path / "m", 3), "cpu")
+    t.run(progress=False)
+    msh = export_module(t.ema, "msh", t.recipe.model, "msh.tiny", tmp_path / "models")
+    r = recipe(data_dir, tmp_path / "c", 3)
+    r.arch = "charm"
+    r.model.update(slices=3, hidden=8)
+    charm = Trainer(r, "cpu").model
+    fresh = warm_start(charm, msh)
+    assert {k.rsplit(".", 2)[0] for k in fresh if not k.startswith("latent.entropy_bottleneck.")} == {
+        f"latent.cc.{i}" for i in range(3)}
+    assert all(not p.any() for n, p in charm.named_parameters() if n.startswith("latent.cc.") and ".4." in n)
+
+    with torch.no_grad():
+        for p in charm.latent.cc.parameters():
+            p.normal_(0, 0.05)
+    shipped = export_module(charm, "charm", r.model, "charm.tiny", tmp_path / "models")
+    again = Trainer(r, "cpu").model
+    assert not [k for k in warm_start(again, shipped) if not k.startswith("latent.entropy_bottleneck.")]
+    src, dst = charm.state_dict(), again.state_dict()
+    for k in ("latent.cc.0.0.weight", "latent.cc.2.4.bias"):
+        assert torch.allclose(src[k], dst[k], atol=1e-4), k  # dequantised integer layers
+
+
 def test_override_parses_toml_values(data_dir, tmp_path):
     r = recipe(data_dir, tmp_path / "o", 3)
     r.train.override(["decay_start=12", "lr=2e-4", 'init="a/b.safetensors"', "amp=none"])

@@ -12,10 +12,11 @@ import click
 
 from liccodec.cli.main import main
 from liccodec.errors import BatchError, LicError, UsageError
+from liccodec.weights import DEFAULT_MODEL
 
-QUALITY_HELP = ("Quality: a real number in the model's range (msh.mse: 1-7, default 4; "
-                "about 0.1 bpp at 1 to 1.2 bpp at 7 on Kodak). Fractions interpolate "
-                "between trained levels.")
+QUALITY_HELP = ("Quality: a real number in the model's range (`lic models` lists it; msh.mse: "
+                "1-8, default 5, about 0.15 bpp at 1 to 1.2 bpp at 8 on Kodak). Fractions "
+                "interpolate between trained levels.")
 
 
 def _summary(src: str, dst: str, nbytes: int, pixels: int, seconds: float, extra: str = "") -> str:
@@ -225,7 +226,7 @@ def _allocate_folder(src: Path, out: str | None, model: str, budget, metric: str
 @click.argument("src", metavar="IN")
 @click.argument("dst", metavar="[OUT]", required=False)
 @click.option("-o", "--output", help="Output file, or output folder when IN is a folder.")
-@click.option("-m", "--model", default="msh.mse", show_default=True, help="Model id (see `lic models`).")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Model id (see `lic models`).")
 @click.option("-q", "--quality", type=float, help=QUALITY_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (folders: redo valid ones too).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -387,7 +388,7 @@ def models(as_json):
 
 
 @main.command()
-@click.option("-m", "--model", default="msh.mse", show_default=True, help="Model id.")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Model id.")
 @click.option("-q", "--quality", type=float, help=QUALITY_HELP)
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False), default="lic-demo", show_default=True,
               help="Where to write the .lic file and its decoded PNG.")
@@ -424,7 +425,7 @@ def _rounded(values: tuple[float, ...] | None) -> list[float] | None:
 
 @main.command("rate-bench")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.option("-m", "--model", default="msh.mse", show_default=True, help="Model id.")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Model id.")
 @click.option("--avg-bpp", "avg_bpps", type=float, multiple=True, default=(0.25, 0.5), show_default=True,
               help="Folder budgets to allocate (repeat the option).")
 @click.option("--grid", type=click.IntRange(2, 101), default=13, show_default=True, help="Qualities per image.")

@@ -85,6 +85,13 @@ class GainedHyperprior(nn.Module):
         )
         self.entropy_bottleneck = EntropyBottleneck(N)
 
+    # state that only training holds: coding reads the exported integer nets and tables
+    training_only = ("h_s.", "entropy_bottleneck.")
+
+    def integer_nets(self) -> dict[str, nn.Sequential]:
+        """The float networks that ship as exact integer networks, by export name."""
+        return {"h_s": self.h_s}
+
     def z_medians(self) -> Tensor:
         return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
 
@@ -98,14 +105,14 @@ class GainedHyperprior(nn.Module):
             _, z_lik = self.entropy_bottleneck(z_g)
             med = self.z_medians()
             z_hat = (ste_round(z_g - med) + med) * ihg
-        params = self.h_s(z_hat)
-        with torch.autocast(y.device.type, enabled=False):
-            scales, means = params.float().chunk(2, dim=1)
-            y_g = y_g.float()
-            noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if self.training else torch.round(y_g - means) + means
-            y_lik = gaussian_likelihood(noisy, scales, means)
-            y_hat = (ste_round(y_g - means) + means) * ig
-        return HyperpriorOut(y_hat, {"y": y_lik, "z": z_lik})
+        scales, means = self.h_s(z_hat).chunk(2, dim=1)
+        y_lik, y_hat_g = self._y_forward(y_g, scales, means)
+        return HyperpriorOut(y_hat_g * ig, {"y": y_lik, "z": z_lik})
+
+    def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        """Training: (likelihoods of y_g, y_g as the synthesis sees it), fp32."""
+        with torch.autocast(y_g.device.type, enabled=False):
+            return _quantize_y(y_g.float(), scales.float(), means.float(), self.training)
 
     # ---- real coding (needs the exported exact parameters) ------------------------------
     exact: ExactParams | None = None
@@ -135,19 +142,21 @@ class GainedHyperprior(nn.Module):
         z_g = z_g.float() * hg
         med = (ex.z_median.double() / 2**ACT_BITS).view(1, -1, 1, 1)
         z_sym = torch.round(z_g.double().cpu() - med).clamp(-Z_LIMIT, Z_LIMIT).to(torch.int64)
-        index, means_q = ex.entropy_params(z_sym, q_milli, None if tile is None else max(1, tile // 4))
-        means = means_q.double() / 2**ACT_BITS
-        y_sym = torch.round(y_g.double().cpu() - means).to(torch.int64)
-        streams = {}
+        scales_q, means_q = ex.hyper_params(z_sym, q_milli, None if tile is None else max(1, tile // 4))
         chan = torch.arange(self.N).view(1, -1, 1, 1).expand_as(z_sym)
-        streams["z"], zesc = ex.z_tables.encode(z_sym.numpy(), chan.numpy())
-        streams["y"], yesc = ex.y_tables.encode(y_sym.numpy(), index.numpy())
-        if zesc:
-            streams["z.esc"] = zesc
-        if yesc:
-            streams["y.esc"] = yesc
-        y_hat = (y_sym.double() + means).float().to(y.device) * ig
+        streams = {}
+        _put(streams, "z", *ex.z_tables.encode(z_sym.numpy(), chan.numpy()))
+        y_sym, means_q = self._encode_y(ex, y_g.double().cpu(), scales_q, means_q, streams, tile)
+        y_hat = (y_sym.double() + means_q.double() / 2**ACT_BITS).float().to(y.device) * ig
         return streams, y_hat
+
+    def _encode_y(self, ex: ExactParams, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
+                  streams: dict[str, bytes], tile: int | None) -> tuple[Tensor, Tensor]:
+        """Code y_g (float64) given the hyper-synthesis output; adds its streams and returns
+        (y symbols, means in ACT_BITS fixed point), exactly what the decoder will rebuild."""
+        y_sym = torch.round(y_g - means_q.double() / 2**ACT_BITS).to(torch.int64)
+        _put(streams, "y", *ex.y_tables.encode(y_sym.numpy(), ex.index(scales_q).numpy()))
+        return y_sym, means_q
 
     @torch.no_grad()
     def decode_latents(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int,
@@ -158,17 +167,19 @@ class GainedHyperprior(nn.Module):
         """
         ex = self._require_exact()
         h, w = z_hw
-        for name in ("z", "y"):
-            if name not in streams:
-                raise FormatError(f"missing stream {name!r}")
         chan = torch.arange(self.N).view(1, -1, 1, 1).expand(1, self.N, h, w)
-        z_sym = ex.z_tables.decode(streams["z"], streams.get("z.esc", b""), chan.numpy())
+        z_sym = _take(ex.z_tables, streams, "z", chan)
         if np.abs(z_sym).max(initial=0) > Z_LIMIT:
             raise FormatError("hyper-latent value out of range")
-        index, means_q = ex.entropy_params(torch.from_numpy(z_sym).view(1, self.N, h, w), q_milli,
-                                           None if tile is None else max(1, tile // 4))
-        y_sym = ex.y_tables.decode(streams["y"], streams.get("y.esc", b""), index.numpy())
-        return torch.from_numpy(y_sym).view_as(index), means_q
+        scales_q, means_q = ex.hyper_params(torch.from_numpy(z_sym).view(1, self.N, h, w), q_milli,
+                                            None if tile is None else max(1, tile // 4))
+        return self._decode_y(ex, streams, scales_q, means_q, tile)
+
+    def _decode_y(self, ex: ExactParams, streams: dict[str, bytes], scales_q: Tensor, means_q: Tensor,
+                  tile: int | None) -> tuple[Tensor, Tensor]:
+        """Inverse of :meth:`_encode_y`."""
+        index = ex.index(scales_q)
+        return torch.from_numpy(_take(ex.y_tables, streams, "y", index)).view_as(index), means_q
 
     @torch.no_grad()
     def decompress(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int,
@@ -186,6 +197,25 @@ class GainedHyperprior(nn.Module):
 
     def aux_loss(self) -> Tensor:
         return self.entropy_bottleneck.loss()
+
+
+def _quantize_y(y_g: Tensor, scales: Tensor, means: Tensor, training: bool) -> tuple[Tensor, Tensor]:
+    """(likelihoods, what the synthesis sees): noise for the rate in training, rounding
+    around the mean otherwise; straight-through rounding for the synthesis either way."""
+    noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if training else torch.round(y_g - means) + means
+    return gaussian_likelihood(noisy, scales, means), ste_round(y_g - means) + means
+
+
+def _put(streams: dict[str, bytes], name: str, words: bytes, escapes: bytes) -> None:
+    streams[name] = words
+    if escapes:
+        streams[f"{name}.esc"] = escapes
+
+
+def _take(tables: TableSet, streams: dict[str, bytes], name: str, index: Tensor) -> np.ndarray:
+    if name not in streams:
+        raise FormatError(f"missing stream {name!r}")
+    return tables.decode(streams[name], streams.get(f"{name}.esc", b""), index.numpy())
 
 
 def _level_split(q_milli: int, levels: int) -> tuple[int, int]:
@@ -213,16 +243,20 @@ class ExactParams:
     thresholds: Tensor    # (S-1,) int64: scale-index boundaries, ACT_BITS fractional bits
     z_tables: TableSet
     y_tables: TableSet
+    cc: tuple[IntegerNet, ...] = ()  # channel-conditional slice networks (latent.channelwise)
 
     @classmethod
     def from_tensors(cls, t: dict[str, Tensor]) -> "ExactParams":
         def tables(p: str) -> TableSet:
             return TableSet(t[f"{p}.pmf"].numpy(), t[f"{p}.length"].numpy(), t[f"{p}.offset"].numpy())
+        cc = []
+        while f"exact.cc.{len(cc)}.0.weight" in t:
+            cc.append(IntegerNet.from_tensors(t, f"exact.cc.{len(cc)}"))
         return cls(IntegerNet.from_tensors(t, "exact.h_s"), t["exact.z_median"], t["exact.inv_hyper_gain"],
-                   t["exact.thresholds"], tables("exact.z_tables"), tables("exact.y_tables"))
+                   t["exact.thresholds"], tables("exact.z_tables"), tables("exact.y_tables"), tuple(cc))
 
-    def entropy_params(self, z_sym: Tensor, q_milli: int, tile: int | None = None) -> tuple[Tensor, Tensor]:
-        """z symbols (B, N, h, w) int64 -> (scale indexes, means in ACT_BITS fixed point).
+    def hyper_params(self, z_sym: Tensor, q_milli: int, tile: int | None = None) -> tuple[Tensor, Tensor]:
+        """z symbols (B, N, h, w) int64 -> (scales, means) of y, both in ACT_BITS fixed point.
 
         ``tile`` (a core side in z positions) runs the integer hyper-synthesis tile by tile
         with a halo covering its receptive field; integer arithmetic makes that bit-identical
@@ -233,22 +267,21 @@ class ExactParams:
         g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
         num = ((z_sym << ACT_BITS) + self.z_median.view(1, -1, 1, 1)) * g.view(1, -1, 1, 1)
         z_hat = _round_div(num, Q_UNIT << GAIN_BITS)
-        if tile is None:
-            return self._index_and_means(z_hat)
-        both = run_tiled(lambda t: torch.cat(self._index_and_means(t), dim=1), z_hat, Geometry.of(self.hs), tile)
-        index, means = both.chunk(2, dim=1)
-        return index, means
+        params = self.hs(z_hat) if tile is None else run_tiled(self.hs, z_hat, Geometry.of(self.hs), tile)
+        scales, means = params.chunk(2, dim=1)
+        return scales, means
 
-    def _index_and_means(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        scales, means = self.hs(z_hat).chunk(2, dim=1)
-        index = torch.searchsorted(self.thresholds, scales.contiguous().view(-1)).view_as(scales)
-        return index, means
+    def index(self, scales_q: Tensor) -> Tensor:
+        """Scale-table index of each fixed-point scale (the nearest table entry in log scale)."""
+        return torch.searchsorted(self.thresholds, scales_q.contiguous().view(-1)).view_as(scales_q)
 
 
 def export_exact(codec: "GainedHyperprior", scales: np.ndarray | None = None) -> dict[str, Tensor]:
     """Integer hyper-synthesis, fixed-point medians/gains and coding tables (export time only)."""
     scales = scale_table() if scales is None else scales
-    out = IntegerNet.from_float(codec.h_s).to_tensors("exact.h_s")
+    out = {}
+    for name, net in codec.integer_nets().items():
+        out.update(IntegerNet.from_float(net).to_tensors(f"exact.{name}"))
     eb = codec.entropy_bottleneck
     q = prior_quantiles(eb)
     med = q[:, 0, 1]

@@ -59,7 +59,10 @@ class MeanScaleHyperprior(nn.Module):
         # Quantization step ~ 1/sqrt(lambda) for MSE, so start each level's gain there.
         lam = torch.tensor(cfg.lambdas, dtype=torch.float32)
         init = 0.5 * torch.log(lam / lam[len(lam) // 2])
-        self.latent = GainedHyperprior(N, M, cfg.levels, init, inference)
+        self.latent = self._latent(cfg, init, inference)
+
+    def _latent(self, cfg: MshConfig, init_log_gain: Tensor, inference: bool) -> GainedHyperprior:
+        return GainedHyperprior(cfg.N, cfg.M, cfg.levels, init_log_gain, inference)
 
     def lambda_at(self, level: Tensor) -> Tensor:
         """Lambda for fractional levels: geometric interpolation between trained levels."""
@@ -140,8 +143,10 @@ class MeanScaleHyperprior(nn.Module):
 
     def inference_state(self) -> dict[str, Tensor]:
         """Float tensors needed to code (the exact parts are exported separately)."""
-        return {k: v for k, v in self.state_dict().items()
-                if not k.startswith(("latent.h_s.", "latent.entropy_bottleneck."))}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(self._training_only())}
+
+    def _training_only(self) -> tuple[str, ...]:
+        return tuple(f"latent.{p}" for p in self.latent.training_only)
 
     def export_tensors(self) -> dict[str, Tensor]:
         """Shipped tensors: transform parameters in float16 (halves the file; the
@@ -165,7 +170,7 @@ class MeanScaleHyperprior(nn.Module):
     def load_tensors(self, tensors: dict[str, Tensor]) -> None:
         float_part = {k: v for k, v in tensors.items() if not k.startswith(("exact.", REFERENCE_ONLY))}
         missing, unexpected = self.load_state_dict(float_part, strict=False)
-        bad = [k for k in missing if not k.startswith(("latent.h_s.", "latent.entropy_bottleneck."))]
+        bad = [k for k in missing if not k.startswith(self._training_only())]
         if bad or unexpected:
             raise KeyError(f"weights do not fit the architecture: missing {bad[:5]}, unexpected {unexpected[:5]}")
         self.latent.load_exact(tensors)

@@ -67,9 +67,13 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from liccodec.models import minnen2018
+    from liccodec.models import minnen2018, minnen2020
 
     register_arch(ArchSpec(
         "msh", minnen2018.MeanScaleHyperprior, minnen2018.MshConfig,
         "mean-scale hyperprior (Minnen 2018, no context) + gain units (Cui 2021)",
+    ))
+    register_arch(ArchSpec(
+        "charm", minnen2020.ChannelConditionalCodec, minnen2020.CharmConfig,
+        "msh with a channel-conditional entropy model (Minnen & Singh 2020, no LRP)",
     ))

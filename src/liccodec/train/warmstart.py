@@ -76,14 +76,22 @@ def warm_start(model: nn.Module, weights: str | Path) -> list[str]:
         if v.shape != state[k].shape:
             raise ValueError(f"{k}: shipped shape {tuple(v.shape)} does not fit {tuple(state[k].shape)}")
         new[k] = v
-    layers = [m for m in model.latent.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    exact = IntegerNet.from_tensors(tensors, "exact.h_s").layers
-    if len(exact) != len(layers):
-        raise ValueError(f"integer h_s has {len(exact)} layers, the model {len(layers)}")
-    prefix = {id(m): f"latent.h_s.{name}" for name, m in model.latent.h_s.named_children()}
-    for m, il in zip(layers, exact):
-        p = prefix[id(m)]
-        new[f"{p}.weight"] = il.weight.double().div(2.0**il.shift).float()
-        new[f"{p}.bias"] = il.bias.double().div(2.0 ** (il.shift + ACT_BITS)).float()
+    for name, net in model.latent.integer_nets().items():
+        new.update(_float_from_integer(net, tensors, name))
     model.load_state_dict(new, strict=False)
     return sorted(k for k in state if k not in new)
+
+
+def _float_from_integer(net: nn.Sequential, tensors: dict[str, Tensor], name: str) -> dict[str, Tensor]:
+    """Float parameters of ``latent.<name>`` rebuilt from its exported integer network."""
+    layers = [(n, m) for n, m in net.named_children() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    if f"exact.{name}.0.weight" not in tensors:
+        return {}  # a network the source does not have (e.g. slices added to a hyperprior) starts fresh
+    exact = IntegerNet.from_tensors(tensors, f"exact.{name}").layers
+    if len(exact) != len(layers):
+        raise ValueError(f"integer {name} has {len(exact)} layers, the model {len(layers)}")
+    out = {}
+    for (n, _), il in zip(layers, exact):
+        out[f"latent.{name}.{n}.weight"] = il.weight.double().div(2.0**il.shift).float()
+        out[f"latent.{name}.{n}.bias"] = il.bias.double().div(2.0 ** (il.shift + ACT_BITS)).float()
+    return out

@@ -1,0 +1,114 @@
+"""Channel-conditional entropy model: the hyperprior of ``latent.hyperprior`` with y coded
+in channel slices, each slice's Gaussian parameters refined from the slices decoded before it.
+
+Minnen & Singh, "Channel-wise autoregressive entropy models for learned image compression",
+ICIP 2020. Per slice ``i`` of ``C = M / slices`` channels (``hs`` = the hyper-synthesis
+output for those channels, ``y_hat_<i`` = the slices already decoded, gained domain)::
+
+    (scales_i, means_i) = hs_i + cc_i(concat(hs_i, y_hat_0, ..., y_hat_{i-1}))
+    y_sym_i = round(y_g_i - means_i)        y_hat_i = y_sym_i + means_i
+
+Two departures from the paper, both for the exact decoder:
+
+* ``cc_i`` is a conv/ReLU stack exported as an integer network (``nn.integer``) and sees
+  only integers (the fixed-point hyper output and ``y_hat``), so the decoder rebuilds the
+  coder's parameters bit-exactly on any machine; the paper's latent residual prediction is
+  left out for now (it would feed the synthesis only).
+* the correction is residual and its last layer starts at zero, so an untrained ``cc``
+  is exactly the mean-scale hyperprior: training can start from a shipped ``msh`` model.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, _put, _quantize_y, _take
+from liccodec.nn import conv
+from liccodec.nn.integer import ACT_BITS
+from liccodec.tiling import Geometry, run_tiled
+
+
+class ChannelConditional(GainedHyperprior):
+    """:class:`GainedHyperprior` with y in ``slices`` groups coded one after another."""
+
+    def __init__(self, N: int, M: int, levels: int, slices: int, hidden: int,
+                 init_log_gain: Tensor | None = None, inference: bool = False):
+        if M % slices:
+            raise ValueError(f"M={M} does not split into {slices} equal slices")
+        self.slices, self.hidden = slices, hidden
+        super().__init__(N, M, levels, init_log_gain, inference)
+
+    def _build_training_parts(self, N: int, M: int) -> None:
+        super()._build_training_parts(N, M)
+        c = M // self.slices
+        self.cc = nn.ModuleList()
+        for i in range(self.slices):
+            net = nn.Sequential(
+                conv(2 * c + i * c, self.hidden, 3, 1), nn.ReLU(inplace=True),
+                conv(self.hidden, self.hidden, 3, 1), nn.ReLU(inplace=True),
+                conv(self.hidden, 2 * c, 3, 1),
+            )
+            nn.init.zeros_(net[-1].weight)
+            nn.init.zeros_(net[-1].bias)
+            self.cc.append(net)
+
+    training_only = (*GainedHyperprior.training_only, "cc.")
+
+    def integer_nets(self) -> dict[str, nn.Sequential]:
+        return {**super().integer_nets(), **{f"cc.{i}": net for i, net in enumerate(self.cc)}}
+
+    def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        c = self.M // self.slices
+        liks, y_hats = [], []
+        for i, net in enumerate(self.cc):
+            s, m = scales[:, i * c:(i + 1) * c], means[:, i * c:(i + 1) * c]
+            d_s, d_m = net(torch.cat([s, m, *y_hats], dim=1)).chunk(2, dim=1)
+            with torch.autocast(y_g.device.type, enabled=False):
+                lik, y_hat = _quantize_y(y_g[:, i * c:(i + 1) * c].float(), (s + d_s).float(),
+                                         (m + d_m).float(), self.training)
+            liks.append(lik)
+            y_hats.append(y_hat)
+        return torch.cat(liks, dim=1), torch.cat(y_hats, dim=1)
+
+    # ---- exact coding -----------------------------------------------------------------
+    def _slice_params(self, ex: ExactParams, i: int, scales_q: Tensor, means_q: Tensor,
+                      y_hat_q: list[Tensor], tile: int | None) -> tuple[Tensor, Tensor]:
+        """Fixed-point (scales, means) of slice ``i``; ``y_hat_q`` holds the earlier slices."""
+        c = self.M // self.slices
+        s, m = scales_q[:, i * c:(i + 1) * c], means_q[:, i * c:(i + 1) * c]
+        ctx = torch.cat([s, m, *y_hat_q], dim=1)
+        net = ex.cc[i]
+        d = net(ctx) if tile is None else run_tiled(net, ctx, Geometry.of(net), tile)
+        d_s, d_m = d.chunk(2, dim=1)
+        return s + d_s, m + d_m
+
+    def _check(self, ex: ExactParams) -> None:
+        if len(ex.cc) != self.slices:
+            raise ValueError(f"weights carry {len(ex.cc)} slice networks, the model has {self.slices} slices")
+
+    def _encode_y(self, ex: ExactParams, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
+                  streams: dict[str, bytes], tile: int | None) -> tuple[Tensor, Tensor]:
+        self._check(ex)
+        c = self.M // self.slices
+        syms, mq, y_hat_q = [], [], []
+        for i in range(self.slices):
+            s_i, m_i = self._slice_params(ex, i, scales_q, means_q, y_hat_q, tile)
+            y_sym = torch.round(y_g[:, i * c:(i + 1) * c] - m_i.double() / 2**ACT_BITS).to(torch.int64)
+            _put(streams, f"y{i}", *ex.y_tables.encode(y_sym.numpy(), ex.index(s_i).numpy()))
+            syms.append(y_sym)
+            mq.append(m_i)
+            y_hat_q.append((y_sym << ACT_BITS) + m_i)
+        return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
+
+    def _decode_y(self, ex: ExactParams, streams: dict[str, bytes], scales_q: Tensor, means_q: Tensor,
+                  tile: int | None) -> tuple[Tensor, Tensor]:
+        self._check(ex)
+        syms, mq, y_hat_q = [], [], []
+        for i in range(self.slices):
+            s_i, m_i = self._slice_params(ex, i, scales_q, means_q, y_hat_q, tile)
+            index = ex.index(s_i)
+            y_sym = torch.from_numpy(_take(ex.y_tables, streams, f"y{i}", index)).view_as(index)
+            syms.append(y_sym)
+            mq.append(m_i)
+            y_hat_q.append((y_sym << ACT_BITS) + m_i)
+        return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
