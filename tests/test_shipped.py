@@ -1,0 +1,45 @@
+"""Every shipped weight set (models/manifest.json): verified load, exact round trip, sane quality.
+
+Fast enough for the default run (a 128x128 crop of the bundled photo); the RD numbers on
+Kodak are `lic eval`'s job (docs/results.md)."""
+from importlib import resources
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import liccodec
+from liccodec.codec import decode_rgb, list_models
+from liccodec.imageio import pad_to_multiple, to_tensor
+from liccodec.weights import DEFAULT_MODEL, load_model
+
+SHIPPED = [s.id for s in list_models()]
+
+
+def _photo() -> np.ndarray:
+    with resources.as_file(resources.files("liccodec") / "data" / "chelsea.png") as p:
+        return np.asarray(Image.open(p).convert("RGB"))[60:188, 150:278]
+
+
+def test_the_default_model_is_shipped():
+    assert DEFAULT_MODEL in SHIPPED
+
+
+@pytest.mark.parametrize("model_id", SHIPPED)
+def test_shipped_model_codes_exactly_and_well(model_id):
+    spec = next(s for s in list_models() if s.id == model_id)
+    img = _photo()
+    psnrs = []
+    for q in (spec.quality_min, spec.quality_max):
+        data = liccodec.encode(Image.fromarray(img), model=model_id, quality=q)
+        net = load_model(model_id)
+        x = pad_to_multiple(to_tensor(img), 64)
+        enc_streams, y_hat_enc = net.latent.compress(net.g_a(x), int(round(q * 1000)))
+        y_hat_dec = net.latent.decompress(enc_streams, (x.shape[2] // 64, x.shape[3] // 64), int(round(q * 1000)))
+        assert torch.equal(y_hat_enc, y_hat_dec)
+        _, rgb, _ = decode_rgb(data)
+        mse = np.mean((rgb.astype(float) - img.astype(float)) ** 2)
+        psnrs.append(10 * np.log10(255.0**2 / mse))
+        assert 0.02 < 8 * len(data) / img[..., 0].size < 4.0
+    assert 24 < psnrs[0] < psnrs[1] - 3, psnrs  # trained weights: the top quality is clearly better
