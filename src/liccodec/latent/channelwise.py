@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, _put, _quantize_y, _take
 from liccodec.nn import conv
-from liccodec.nn.integer import ACT_BITS
+from liccodec.nn.integer import ACT_BITS, ACT_CLIP
 from liccodec.tiling import Geometry, run_tiled
 
 
@@ -97,7 +97,7 @@ class ChannelConditional(GainedHyperprior):
             _put(streams, f"y{i}", *ex.y_tables.encode(y_sym.numpy(), ex.index(s_i).numpy()))
             syms.append(y_sym)
             mq.append(m_i)
-            y_hat_q.append((y_sym << ACT_BITS) + m_i)
+            y_hat_q.append(_fixed(y_sym, m_i))
         return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
 
     def _decode_y(self, ex: ExactParams, streams: dict[str, bytes], scales_q: Tensor, means_q: Tensor,
@@ -110,5 +110,13 @@ class ChannelConditional(GainedHyperprior):
             y_sym = torch.from_numpy(_take(ex.y_tables, streams, f"y{i}", index)).view_as(index)
             syms.append(y_sym)
             mq.append(m_i)
-            y_hat_q.append((y_sym << ACT_BITS) + m_i)
+            y_hat_q.append(_fixed(y_sym, m_i))
         return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
+
+
+def _fixed(y_sym: Tensor, means_q: Tensor) -> Tensor:
+    """y_hat in ACT_BITS fixed point, as the next slices' networks see it. Symbols beyond
+    what an activation can hold are clipped first (the network's input clip would clip them
+    anyway), so that no product can leave int64 whatever a file contains."""
+    limit = ACT_CLIP >> ACT_BITS
+    return y_sym.clamp(-limit, limit) * (1 << ACT_BITS) + means_q
