@@ -18,7 +18,7 @@ from typing import Any
 
 from liccodec.errors import ModelError
 
-DEFAULT_MODEL = "msh.mse"  # what `lic encode` and liccodec.encode use without -m/model
+DEFAULT_MODEL = "charm.mse"  # what `lic encode` and liccodec.encode use without -m/model
 
 
 def models_dir() -> Path:

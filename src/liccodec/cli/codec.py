@@ -14,7 +14,7 @@ from liccodec.cli.main import main
 from liccodec.errors import BatchError, LicError, UsageError
 from liccodec.weights import DEFAULT_MODEL
 
-QUALITY_HELP = ("Quality: a real number in the model's range (`lic models` lists it; msh.mse: "
+QUALITY_HELP = ("Quality: a real number in the model's range (`lic models` lists it; the shipped models: "
                 "1-8, default 5, about 0.15 bpp at 1 to 1.2 bpp at 8 on Kodak). Fractions "
                 "interpolate between trained levels.")
 
