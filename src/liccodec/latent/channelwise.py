@@ -64,8 +64,9 @@ class ChannelConditional(GainedHyperprior):
             s, m = scales[:, i * c:(i + 1) * c], means[:, i * c:(i + 1) * c]
             d_s, d_m = net(torch.cat([s, m, *y_hats], dim=1)).chunk(2, dim=1)
             with torch.autocast(y_g.device.type, enabled=False):
-                lik, y_hat = _quantize_y(y_g[:, i * c:(i + 1) * c].float(), (s + d_s).float(),
-                                         (m + d_m).float(), self.training)
+                # add in fp32: under bf16 autocast a bf16 sum would round the means again
+                lik, y_hat = _quantize_y(y_g[:, i * c:(i + 1) * c].float(), s.float() + d_s.float(),
+                                         m.float() + d_m.float(), self.training)
             liks.append(lik)
             y_hats.append(y_hat)
         return torch.cat(liks, dim=1), torch.cat(y_hats, dim=1)
