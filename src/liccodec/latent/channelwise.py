@@ -19,6 +19,8 @@ Two departures from the paper, both for the exact decoder:
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -57,63 +59,56 @@ class ChannelConditional(GainedHyperprior):
     def integer_nets(self) -> dict[str, nn.Sequential]:
         return {**super().integer_nets(), **{f"cc.{i}": net for i, net in enumerate(self.cc)}}
 
-    def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+    def _part(self, t: Tensor, i: int) -> Tensor:
+        """Slice ``i`` of a (B, M or 2M-chunk, h, w) tensor's channels."""
         c = self.M // self.slices
+        return t[:, i * c:(i + 1) * c]
+
+    def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
         liks, y_hats = [], []
         for i, net in enumerate(self.cc):
-            s, m = scales[:, i * c:(i + 1) * c], means[:, i * c:(i + 1) * c]
+            s, m = self._part(scales, i), self._part(means, i)
             d_s, d_m = net(torch.cat([s, m, *y_hats], dim=1)).chunk(2, dim=1)
             with torch.autocast(y_g.device.type, enabled=False):
                 # add in fp32: under bf16 autocast a bf16 sum would round the means again
-                lik, y_hat = _quantize_y(y_g[:, i * c:(i + 1) * c].float(), s.float() + d_s.float(),
+                lik, y_hat = _quantize_y(self._part(y_g, i).float(), s.float() + d_s.float(),
                                          m.float() + d_m.float(), self.training)
             liks.append(lik)
             y_hats.append(y_hat)
         return torch.cat(liks, dim=1), torch.cat(y_hats, dim=1)
 
     # ---- exact coding -----------------------------------------------------------------
-    def _slice_params(self, ex: ExactParams, i: int, scales_q: Tensor, means_q: Tensor,
-                      y_hat_q: list[Tensor], tile: int | None) -> tuple[Tensor, Tensor]:
-        """Fixed-point (scales, means) of slice ``i``; ``y_hat_q`` holds the earlier slices."""
-        c = self.M // self.slices
-        s, m = scales_q[:, i * c:(i + 1) * c], means_q[:, i * c:(i + 1) * c]
-        ctx = torch.cat([s, m, *y_hat_q], dim=1)
-        net = ex.cc[i]
-        d = net(ctx) if tile is None else run_tiled(net, ctx, Geometry.of(net), tile)
-        d_s, d_m = d.chunk(2, dim=1)
-        return s + d_s, m + d_m
-
-    def _check(self, ex: ExactParams) -> None:
+    def _code_slices(self, ex: ExactParams, scales_q: Tensor, means_q: Tensor, tile: int | None,
+                     code: Callable[[int, Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+        """Run the slices in order; ``code(i, index, means_q)`` encodes or decodes slice i and
+        returns its symbols. Returns (y symbols, means in ACT_BITS fixed point), the same on
+        both sides because each slice's parameters depend only on what was decoded before."""
         if len(ex.cc) != self.slices:
             raise ValueError(f"weights carry {len(ex.cc)} slice networks, the model has {self.slices} slices")
+        syms, mq, y_hat_q = [], [], []
+        for i, net in enumerate(ex.cc):
+            s, m = self._part(scales_q, i), self._part(means_q, i)
+            ctx = torch.cat([s, m, *y_hat_q], dim=1)
+            d_s, d_m = (net(ctx) if tile is None else run_tiled(net, ctx, Geometry.of(net), tile)).chunk(2, dim=1)
+            y_sym = code(i, ex.index(s + d_s), m + d_m)
+            syms.append(y_sym)
+            mq.append(m + d_m)
+            y_hat_q.append(_fixed(y_sym, m + d_m))
+        return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
 
     def _encode_y(self, ex: ExactParams, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
                   streams: dict[str, bytes], tile: int | None) -> tuple[Tensor, Tensor]:
-        self._check(ex)
-        c = self.M // self.slices
-        syms, mq, y_hat_q = [], [], []
-        for i in range(self.slices):
-            s_i, m_i = self._slice_params(ex, i, scales_q, means_q, y_hat_q, tile)
-            y_sym = torch.round(y_g[:, i * c:(i + 1) * c] - m_i.double() / 2**ACT_BITS).to(torch.int64)
-            _put(streams, f"y{i}", *ex.y_tables.encode(y_sym.numpy(), ex.index(s_i).numpy()))
-            syms.append(y_sym)
-            mq.append(m_i)
-            y_hat_q.append(_fixed(y_sym, m_i))
-        return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
+        def encode(i: int, index: Tensor, m: Tensor) -> Tensor:
+            y_sym = torch.round(self._part(y_g, i) - m.double() / 2**ACT_BITS).to(torch.int64)
+            _put(streams, f"y{i}", *ex.y_tables.encode(y_sym.numpy(), index.numpy()))
+            return y_sym
+        return self._code_slices(ex, scales_q, means_q, tile, encode)
 
     def _decode_y(self, ex: ExactParams, streams: dict[str, bytes], scales_q: Tensor, means_q: Tensor,
                   tile: int | None) -> tuple[Tensor, Tensor]:
-        self._check(ex)
-        syms, mq, y_hat_q = [], [], []
-        for i in range(self.slices):
-            s_i, m_i = self._slice_params(ex, i, scales_q, means_q, y_hat_q, tile)
-            index = ex.index(s_i)
-            y_sym = torch.from_numpy(_take(ex.y_tables, streams, f"y{i}", index)).view_as(index)
-            syms.append(y_sym)
-            mq.append(m_i)
-            y_hat_q.append(_fixed(y_sym, m_i))
-        return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
-
+        def decode(i: int, index: Tensor, m: Tensor) -> Tensor:
+            return torch.from_numpy(_take(ex.y_tables, streams, f"y{i}", index)).view_as(index)
+        return self._code_slices(ex, scales_q, means_q, tile, decode)
 
 def _fixed(y_sym: Tensor, means_q: Tensor) -> Tensor:
     """y_hat in ACT_BITS fixed point, as the next slices' networks see it. Symbols beyond
