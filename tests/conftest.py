@@ -20,7 +20,8 @@ TINY_ID = "msh.tiny"
 # One tiny configuration per registered architecture (tests/test_registry.py checks that).
 TINY_CFGS = {
     "msh": {"N": 8, "M": 12, "lambdas": [0.004, 0.02, 0.08]},
-    "charm": {"N": 8, "M": 12, "lambdas": [0.004, 0.02, 0.08], "slices": 3, "hidden": 16},
+    "charm": {"N": 8, "M": 12, "lambdas": [0.004, 0.02, 0.08], "slices": 3, "hidden": 16,
+              "lrp": True},
 }
 TINY_CFG = TINY_CFGS["msh"]
 
@@ -36,6 +37,9 @@ def build_tiny(seed: int = 0, arch: str = "msh"):
         model.g_a[-1].weight.mul_(8)
         model.latent.h_s[-1].bias[: TINY_CFG["M"]] = 3.0
         for net in getattr(model.latent, "cc", ()):  # slice networks start as zero corrections
+            net[-1].weight.normal_(0, 0.05)
+        lrp = getattr(model.latent, "lrp", None)
+        for net in lrp.nets if lrp is not None else ():  # and so does the residual prediction
             net[-1].weight.normal_(0, 0.05)
     return model
 

@@ -8,13 +8,14 @@ from liccodec.models import get_arch
 
 
 def test_untrained_slices_are_exactly_the_hyperprior(tiny_builder):
-    """Zero-initialised slice corrections: a charm built on msh weights is that msh model,
-    which is what lets a charm training start from a shipped msh."""
+    """Zero-initialised slice corrections and residual prediction: a charm built on msh
+    weights is that msh model, which is what lets a charm training start from a shipped msh."""
     build_tiny, cfgs = tiny_builder
     msh = build_tiny(arch="msh")
     charm = get_arch("charm").build(**cfgs["charm"]).eval()
     missing, unexpected = charm.load_state_dict(msh.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("latent.cc.") for k in missing)
+    assert not unexpected and all(k.startswith(("latent.cc.", "latent.lrp.")) for k in missing)
+    assert any(k.startswith("latent.lrp.") for k in missing)
     x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
     level = torch.tensor([0.3, 1.7])
     with torch.no_grad():
@@ -33,3 +34,32 @@ def test_one_stream_per_slice_and_the_slices_matter(tiny_models_dir, monkeypatch
     msh = liccodec.encode(Image.fromarray(photo), model="msh.tiny", quality=2.0)
     assert len(data) != len(msh)
 
+
+
+def test_residual_prediction_moves_the_synthesis_input_not_the_bits(tiny_builder):
+    """LRP adds at most half a quantization step to each decoded latent, computed from
+    decoded values only: the streams are those of the same model without it."""
+    from liccodec.latent.hyperprior import export_exact
+
+    build_tiny, _ = tiny_builder
+    model = build_tiny(arch="charm")
+    lat = model.latent
+    lat.load_exact(export_exact(lat))
+    with torch.no_grad():
+        y = model.g_a(torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(2)))
+    streams, y_hat = lat.compress(y, 2300)
+    lrp, lat.lrp = lat.lrp, None
+    try:
+        plain_streams, plain = lat.compress(y, 2300)
+        plain_dec = lat.decompress(streams, (2, 2), 2300)
+    finally:
+        lat.lrp = lrp
+    assert streams == plain_streams
+    assert torch.equal(plain_dec, plain)
+    decoded = lat.decompress(streams, (2, 2), 2300)
+    assert torch.equal(decoded, y_hat)
+    _, ig = lat.gain(torch.tensor([1.3]))
+    step = (decoded - plain) / ig
+    assert 0 < step.abs().max() <= 0.5
+    # tile by tile (2 y positions per core) gives the same up to float rounding
+    assert torch.allclose(lat.decompress(streams, (2, 2), 2300, tile=4), decoded, atol=1e-5)

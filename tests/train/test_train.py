@@ -89,7 +89,8 @@ def test_warm_start_from_export(data_dir, tmp_path):
 
 def test_charm_warm_starts_from_msh_and_from_itself(data_dir, tmp_path):
     """msh -> charm: everything but the slice networks comes over, and those start as zero
-    corrections; charm -> charm: the slice networks come back from their integer export."""
+    corrections; charm -> charm: the slice networks come back from their integer export;
+    charm -> charm with residual prediction: only that network is new."""
     from liccodec.train.export import export_module
     from liccodec.train.warmstart import warm_start
 
@@ -114,6 +115,11 @@ def test_charm_warm_starts_from_msh_and_from_itself(data_dir, tmp_path):
     src, dst = charm.state_dict(), again.state_dict()
     for k in ("latent.cc.0.0.weight", "latent.cc.2.4.bias"):
         assert torch.allclose(src[k], dst[k], atol=1e-4), k  # dequantised integer layers
+
+    r.model.update(lrp=True)
+    fresh = warm_start(Trainer(r, "cpu").model, shipped)
+    assert {k.rsplit(".", 2)[0] for k in fresh if not k.startswith("latent.entropy_bottleneck.")} == {
+        f"latent.lrp.nets.{i}" for i in range(3)}
 
 
 def test_override_parses_toml_values(data_dir, tmp_path):

@@ -8,14 +8,22 @@ output for those channels, ``y_hat_<i`` = the slices already decoded, gained dom
     (scales_i, means_i) = hs_i + cc_i(concat(hs_i, y_hat_0, ..., y_hat_{i-1}))
     y_sym_i = round(y_g_i - means_i)        y_hat_i = y_sym_i + means_i
 
-Two departures from the paper, both for the exact decoder:
+Optionally (``lrp``), the paper's latent residual prediction: a float network per slice
+predicts the rounding error of ``y_hat_i`` from ``means_i`` and ``y_hat_0..i``, and the
+synthesis gets ``y_hat_i + 0.5 tanh(lrp_i(...))``. It reads only decoded values and does
+not change what is coded.
+
+Departures from the paper, all for the exact decoder or for warm starts:
 
 * ``cc_i`` is a conv/ReLU stack exported as an integer network (``nn.integer``) and sees
   only integers (the fixed-point hyper output and ``y_hat``), so the decoder rebuilds the
-  coder's parameters bit-exactly on any machine; the paper's latent residual prediction is
-  left out for now (it would feed the synthesis only).
+  coder's parameters bit-exactly on any machine. For the same reason the later slices'
+  context is ``y_hat`` without the residual prediction (the paper feeds them the
+  corrected slices).
 * the correction is residual and its last layer starts at zero, so an untrained ``cc``
   is exactly the mean-scale hyperprior: training can start from a shipped ``msh`` model.
+  The residual prediction's last layer starts at zero too, so adding it to a trained
+  ``charm`` changes nothing at step 0.
 """
 from __future__ import annotations
 
@@ -30,29 +38,57 @@ from liccodec.nn.integer import ACT_BITS, ACT_CLIP
 from liccodec.tiling import Geometry, run_tiled
 
 
+def _slice_net(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
+    """Three 3x3 convolutions with ReLUs; the last starts at zero (a zero correction)."""
+    net = nn.Sequential(
+        conv(c_in, hidden, 3, 1), nn.ReLU(inplace=True),
+        conv(hidden, hidden, 3, 1), nn.ReLU(inplace=True),
+        conv(hidden, c_out, 3, 1),
+    )
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
+class LatentResidual(nn.Module):
+    """Latent residual prediction: ``concat(means, y_hat)`` (B, 2M, h, w), gained domain
+    -> ``y_hat + 0.5 tanh(r)`` (B, M, h, w) in fp32, where slice i of ``r`` comes from
+    ``means_i`` and ``y_hat_0..i``. A float network like the synthesis it feeds."""
+
+    def __init__(self, M: int, slices: int, hidden: int):
+        super().__init__()
+        self.c = M // slices
+        self.nets = nn.ModuleList(_slice_net((i + 2) * self.c, hidden, self.c) for i in range(slices))
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry.of(self.nets[0])
+
+    def forward(self, means_and_y: Tensor) -> Tensor:
+        c, M = self.c, self.c * len(self.nets)
+        means, y_hat = means_and_y[:, :M], means_and_y[:, M:]
+        r = [net(torch.cat([means[:, i * c:(i + 1) * c], y_hat[:, :(i + 1) * c]], dim=1))
+             for i, net in enumerate(self.nets)]
+        with torch.autocast(means_and_y.device.type, enabled=False):
+            return y_hat.float() + 0.5 * torch.tanh(torch.cat(r, dim=1).float())
+
+
 class ChannelConditional(GainedHyperprior):
     """:class:`GainedHyperprior` with y in ``slices`` groups coded one after another."""
 
     def __init__(self, N: int, M: int, levels: int, slices: int, hidden: int,
-                 init_log_gain: Tensor | None = None, inference: bool = False):
+                 init_log_gain: Tensor | None = None, inference: bool = False, lrp: bool = False):
         if M % slices:
             raise ValueError(f"M={M} does not split into {slices} equal slices")
         self.slices, self.hidden = slices, hidden
         super().__init__(N, M, levels, init_log_gain, inference)
+        # a float network that decoding runs too, so it is built for inference as well
+        self.lrp = LatentResidual(M, slices, hidden) if lrp else None
 
     def _build_training_parts(self, N: int, M: int) -> None:
         super()._build_training_parts(N, M)
         c = M // self.slices
-        self.cc = nn.ModuleList()
-        for i in range(self.slices):
-            net = nn.Sequential(
-                conv(2 * c + i * c, self.hidden, 3, 1), nn.ReLU(inplace=True),
-                conv(self.hidden, self.hidden, 3, 1), nn.ReLU(inplace=True),
-                conv(self.hidden, 2 * c, 3, 1),
-            )
-            nn.init.zeros_(net[-1].weight)
-            nn.init.zeros_(net[-1].bias)
-            self.cc.append(net)
+        self.cc = nn.ModuleList(_slice_net((i + 2) * c, self.hidden, 2 * c) for i in range(self.slices))
 
     training_only = (*GainedHyperprior.training_only, "cc.")
 
@@ -65,17 +101,21 @@ class ChannelConditional(GainedHyperprior):
         return t[:, i * c:(i + 1) * c]
 
     def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
-        liks, y_hats = [], []
+        liks, y_hats, final_means = [], [], []
         for i, net in enumerate(self.cc):
             s, m = self._part(scales, i), self._part(means, i)
             d_s, d_m = net(torch.cat([s, m, *y_hats], dim=1)).chunk(2, dim=1)
             with torch.autocast(y_g.device.type, enabled=False):
                 # add in fp32: under bf16 autocast a bf16 sum would round the means again
+                final_means.append(m.float() + d_m.float())
                 lik, y_hat = _quantize_y(self._part(y_g, i).float(), s.float() + d_s.float(),
-                                         m.float() + d_m.float(), self.training)
+                                         final_means[-1], self.training)
             liks.append(lik)
             y_hats.append(y_hat)
-        return torch.cat(liks, dim=1), torch.cat(y_hats, dim=1)
+        y_hat = torch.cat(y_hats, dim=1)
+        if self.lrp is not None:
+            y_hat = self.lrp(torch.cat([*final_means, y_hat], dim=1))
+        return torch.cat(liks, dim=1), y_hat
 
     # ---- exact coding -----------------------------------------------------------------
     def _code_slices(self, ex: ExactParams, scales_q: Tensor, means_q: Tensor, tile: int | None,
@@ -109,6 +149,15 @@ class ChannelConditional(GainedHyperprior):
         def decode(i: int, index: Tensor, m: Tensor) -> Tensor:
             return torch.from_numpy(_take(ex.y_tables, streams, f"y{i}", index)).view_as(index)
         return self._code_slices(ex, scales_q, means_q, tile, decode)
+
+    def _y_hat(self, y_sym: Tensor, means_q: Tensor, tile: int | None) -> Tensor:
+        y_hat = super()._y_hat(y_sym, means_q, tile)
+        if self.lrp is None:
+            return y_hat
+        means = (means_q.double() / 2**ACT_BITS).float()
+        ctx = torch.cat([means, y_hat], dim=1).to(self.gain.log_gain.device)
+        return self.lrp(ctx) if tile is None else run_tiled(self.lrp, ctx, self.lrp.geometry, tile)
+
 
 def _fixed(y_sym: Tensor, means_q: Tensor) -> Tensor:
     """y_hat in ACT_BITS fixed point, as the next slices' networks see it. Symbols beyond

@@ -147,8 +147,7 @@ class GainedHyperprior(nn.Module):
         streams = {}
         _put(streams, "z", *ex.z_tables.encode(z_sym.numpy(), chan.numpy()))
         y_sym, means_q = self._encode_y(ex, y_g.double().cpu(), scales_q, means_q, streams, tile)
-        y_hat = (y_sym.double() + means_q.double() / 2**ACT_BITS).float().to(y.device) * ig
-        return streams, y_hat
+        return streams, self._y_hat(y_sym, means_q, tile).to(y.device) * ig
 
     def _encode_y(self, ex: ExactParams, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
                   streams: dict[str, bytes], tile: int | None) -> tuple[Tensor, Tensor]:
@@ -187,8 +186,11 @@ class GainedHyperprior(nn.Module):
         """Inverse of :meth:`compress`: streams -> y_hat (1, M, 4h, 4w)."""
         y_sym, means_q = self.decode_latents(streams, z_hw, q_milli, tile)
         _, ig = self.gain(self._float_level(q_milli, 1, self.gain.log_gain.device))
-        y_hat = (y_sym.double() + means_q.double() / 2**ACT_BITS).to(ig.dtype)
-        return y_hat.to(ig.device) * ig
+        return self._y_hat(y_sym, means_q, tile).to(ig.device) * ig
+
+    def _y_hat(self, y_sym: Tensor, means_q: Tensor, tile: int | None) -> Tensor:
+        """What the synthesis gets (gained domain, fp32) from the decoded integers."""
+        return (y_sym.double() + means_q.double() / 2**ACT_BITS).float()
 
     def _require_exact(self) -> ExactParams:
         if self.exact is None:

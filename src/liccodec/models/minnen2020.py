@@ -1,5 +1,5 @@
-"""Channel-conditional hyperprior codec (Minnen & Singh, ICIP 2020, without latent
-residual prediction): the transforms of ``minnen2018`` with the entropy model of
+"""Channel-conditional hyperprior codec (Minnen & Singh, ICIP 2020; latent residual
+prediction optional): the transforms of ``minnen2018`` with the entropy model of
 ``liccodec.latent.channelwise``.
 
     x --g_a--> y --[ChannelConditional: hyperprior + slices]--> y_hat --g_s--> x_hat
@@ -22,10 +22,12 @@ from liccodec.models.minnen2018 import MeanScaleHyperprior, MshConfig
 class CharmConfig(MshConfig):
     slices: int = 6      # M / slices channels per slice
     hidden: int = 64     # width of each slice network
+    lrp: bool = False    # latent residual prediction (a float net per slice, feeds g_s only)
 
 
 class ChannelConditionalCodec(MeanScaleHyperprior):
     """Variable-rate channel-conditional hyperprior. ``level`` is a float in [0, levels-1]."""
 
     def _latent(self, cfg: CharmConfig, init_log_gain: Tensor, inference: bool) -> ChannelConditional:
-        return ChannelConditional(cfg.N, cfg.M, cfg.levels, cfg.slices, cfg.hidden, init_log_gain, inference)
+        return ChannelConditional(cfg.N, cfg.M, cfg.levels, cfg.slices, cfg.hidden, init_log_gain,
+                                  inference, cfg.lrp)
