@@ -35,7 +35,6 @@ def test_one_stream_per_slice_and_the_slices_matter(tiny_models_dir, monkeypatch
     assert len(data) != len(msh)
 
 
-
 def test_residual_prediction_moves_the_synthesis_input_not_the_bits(tiny_builder):
     """LRP adds at most half a quantization step to each decoded latent, computed from
     decoded values only: the streams are those of the same model without it."""
