@@ -130,6 +130,18 @@ def test_override_parses_toml_values(data_dir, tmp_path):
         r.train.override(["no_such_field=1"])
 
 
+def test_level_power_draws_high_levels_more_often():
+    from liccodec.train.config import TrainConfig
+
+    u = torch.rand(100_000, generator=torch.Generator().manual_seed(0))
+    uniform, high = TrainConfig().level_of(u, 8), TrainConfig(level_power=0.8).level_of(u, 8)
+    assert 0 <= high.min() and high.max() < 7
+    assert abs((uniform > 14 / 3).float().mean() - 1 / 3) < 0.01
+    assert abs((high > 14 / 3).float().mean() - (1 - (2 / 3) ** 1.25)) < 0.01
+    with pytest.raises(ValueError, match="level_power"):
+        TrainConfig(level_power=0).level_of(u, 8)
+
+
 def test_amp_auto_never_emulates_bf16():
     from liccodec.nn.layers import native_bf16
     from liccodec.train.loop import resolve_amp

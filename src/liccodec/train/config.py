@@ -31,6 +31,9 @@ class TrainConfig:
     aux_lr: float = 1e-3
     solve_quantiles_every: int = 100      # exact z-prior quantiles every N steps (0 = aux loss only)
     clip: float = 1.0
+    # quality levels are drawn as u**level_power * (levels - 1), u uniform in [0, 1):
+    # 1 is uniform, below 1 draws the high-rate levels more often
+    level_power: float = 1.0
     ema: float = 0.999
     amp: str = "auto"                     # "auto" (bf16 where native), "bf16" or "none"
     ckpt_every_s: float = 300.0
@@ -59,6 +62,12 @@ class TrainConfig:
             except tomllib.TOMLDecodeError:
                 parsed = value  # a bare string
             setattr(self, key, parsed)
+
+    def level_of(self, u, levels: int):
+        """Map uniform draws u in [0, 1) (a tensor or array) to continuous quality levels."""
+        if not self.level_power > 0:
+            raise ValueError(f"level_power must be > 0, got {self.level_power}")
+        return u**self.level_power * (levels - 1)
 
     def lr_at(self, step: int) -> float:
         import math

@@ -132,7 +132,7 @@ class Trainer:
             g["lr"] = lr
         x = self.data.batch(cfg.batch, cfg.patch_at(self.state.step)).to(self.device)
         levels = model.cfg.levels
-        level = torch.rand(x.shape[0], device=self.device) * (levels - 1)
+        level = cfg.level_of(torch.rand(x.shape[0], device=self.device), levels)
         with _autocast(self.device, self.amp):
             bpp, mse, _ = rd_terms(model, x, level)
         lam = model.lambda_at(level)
