@@ -62,11 +62,14 @@ class TrainConfig:
             except tomllib.TOMLDecodeError:
                 parsed = value  # a bare string
             setattr(self, key, parsed)
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        if not self.level_power > 0:
+            raise ValueError(f"level_power must be > 0, got {self.level_power}")
 
     def level_of(self, u, levels: int):
         """Map uniform draws u in [0, 1) (a tensor or array) to continuous quality levels."""
-        if not self.level_power > 0:
-            raise ValueError(f"level_power must be > 0, got {self.level_power}")
         return u**self.level_power * (levels - 1)
 
     def lr_at(self, step: int) -> float:
