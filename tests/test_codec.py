@@ -97,7 +97,7 @@ def test_unknown_model_and_digest_mismatch(tiny, photo):
     with pytest.raises(ModelError):
         liccodec.encode(Image.fromarray(photo), model="msh.nope")
     data = bytearray(liccodec.encode(Image.fromarray(photo), model=tiny, quality=2))
-    data[9 + len(tiny)] ^= 0xFF  # first digest byte
+    data[8 + len(tiny)] ^= 0xFF  # first digest byte: after magic, version, header length, model id
     import struct
     import zlib
     body = bytes(data[:-4])

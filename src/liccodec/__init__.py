@@ -9,7 +9,7 @@ Public API::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["__version__", "decode", "encode", "list_models", "load_model"]
 
 

@@ -62,7 +62,9 @@ class WeightSpec:
 
     @property
     def digest(self) -> bytes:
-        return bytes.fromhex(self.sha256)[:16]
+        from liccodec.container import DIGEST_BYTES
+
+        return bytes.fromhex(self.sha256)[:DIGEST_BYTES]
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "arch": self.arch, "sha256": self.sha256, "available": self.available,

@@ -1,7 +1,7 @@
 """The .lic container (spec: docs/format.md)."""
 from liccodec.container.format import (
-    FORMAT_MAJOR, FORMAT_MINOR, MAGIC, MAX_PIXELS, MAX_SIDE, Header, Mode, pack, unpack, read_header,
+    DIGEST_BYTES, FORMAT_MAJOR, FORMAT_MINOR, MAGIC, MAX_PIXELS, MAX_SIDE, Header, Mode, pack, unpack, read_header,
 )
 
-__all__ = ["FORMAT_MAJOR", "FORMAT_MINOR", "MAGIC", "MAX_PIXELS", "MAX_SIDE", "Header", "Mode",
+__all__ = ["DIGEST_BYTES", "FORMAT_MAJOR", "FORMAT_MINOR", "MAGIC", "MAX_PIXELS", "MAX_SIDE", "Header", "Mode",
            "pack", "unpack", "read_header"]

@@ -1,15 +1,19 @@
 """Reading and writing .lic files. docs/format.md is the normative description.
 
-Layout (all integers little-endian)::
+Layout (fixed-size integers little-endian; ``varint`` = unsigned LEB128, minimal length)::
 
     magic      4  b"\\x89LIC"
-    major      u8    minor u8
-    header_len u16   bytes of the header fields that follow
-    header     model id (u8 length + ASCII), weights digest (16 bytes), width u32,
-               height u32, mode u8, bit depth u8, quality u16 (thousandths), flags u8,
-               stream count u8, then per stream: name (u8 length + ASCII), length u32
+    major u8   minor u8
+    header_len varint   bytes of the header fields that follow
+    header     model id (u8 length + ASCII), weights digest (8 bytes), width varint,
+               height varint, mode u8, bit depth u8, quality varint (thousandths), flags u8,
+               stream count u8, then per stream: name (u8 length + ASCII), length varint
     streams    the stream payloads, concatenated in header order
     crc32      u32 over every byte before it
+
+Version 2 differs from 1 in varints for the integers that vary from file to file and a
+shorter digest; its latent codecs write one rANS stream where version 1 had one per latent.
+A 768x512 ``charm`` file spends 46 bytes outside its payloads instead of 102.
 
 A reader checks, in this order: minimum length, magic, major version, checksum (which
 also catches truncation and trailing bytes), header syntax, declared limits, and that the
@@ -25,14 +29,16 @@ from dataclasses import dataclass, field
 from liccodec.errors import ChecksumError, FormatError, VersionError
 
 MAGIC = b"\x89LIC"
-FORMAT_MAJOR = 1
+FORMAT_MAJOR = 2
 FORMAT_MINOR = 0
+DIGEST_BYTES = 8              # of the weights file's sha256
 MAX_SIDE = 65535
 MAX_PIXELS = 1 << 28          # 268 megapixels
 MAX_STREAMS = 32
 MAX_NAME = 64
-_PREAMBLE = struct.Struct("<4sBBH")
-_MIN_SIZE = _PREAMBLE.size + 4
+MAX_VARINT_BYTES = 5          # every varint field is below 2**35; lengths below 2**32
+_PREAMBLE = struct.Struct("<4sBB")
+_MIN_SIZE = _PREAMBLE.size + 1 + 4
 
 
 class Mode(enum.IntEnum):
@@ -49,7 +55,7 @@ class Mode(enum.IntEnum):
 @dataclass
 class Header:
     model_id: str
-    digest: bytes                 # first 16 bytes of the weights file's sha256
+    digest: bytes                 # first DIGEST_BYTES bytes of the weights file's sha256
     width: int
     height: int
     mode: Mode = Mode.RGB
@@ -83,21 +89,35 @@ def _name(s: str) -> bytes:
     return bytes([len(b)]) + b
 
 
+def _varint(n: int) -> bytes:
+    if not 0 <= n < 1 << 32:
+        raise ValueError(f"{n} does not fit a varint field")
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def pack(header: Header, streams: dict[str, bytes]) -> bytes:
     """Serialize a header and its named streams into a complete .lic file."""
     _check_limits(header)
     if len(streams) > MAX_STREAMS:
         raise ValueError("too many streams")
-    if len(header.digest) != 16:
-        raise ValueError("digest must be 16 bytes")
+    if len(header.digest) != DIGEST_BYTES:
+        raise ValueError(f"digest must be {DIGEST_BYTES} bytes")
+    if not 0 <= header.quality <= 0xFFFF or not 0 <= header.flags <= 0xFF:
+        raise ValueError("quality or flags out of range")
     body = bytearray()
     body += _name(header.model_id) + header.digest
-    body += struct.pack("<IIBBHBB", header.width, header.height, int(header.mode), header.bit_depth,
-                        header.quality, header.flags, len(streams))
+    body += _varint(header.width) + _varint(header.height)
+    body += bytes([int(header.mode), header.bit_depth]) + _varint(header.quality)
+    body += bytes([header.flags, len(streams)])
     for name, data in streams.items():
-        body += _name(name) + struct.pack("<I", len(data))
-    out = bytearray(_PREAMBLE.pack(MAGIC, header.major, header.minor, len(body)))
-    out += body
+        body += _name(name) + _varint(len(data))
+    out = bytearray(_PREAMBLE.pack(MAGIC, header.major, header.minor))
+    out += _varint(len(body)) + body
     for data in streams.values():
         out += data
     out += struct.pack("<I", zlib.crc32(out))
@@ -120,6 +140,17 @@ class _Reader:
         s = struct.Struct(fmt)
         return s.unpack(self.take(s.size))
 
+    def varint(self) -> int:
+        n = 0
+        for i in range(MAX_VARINT_BYTES):
+            (b,) = self.take(1)
+            n |= (b & 0x7F) << (7 * i)
+            if b < 0x80:
+                if b == 0 and i > 0:
+                    raise FormatError("over-long varint in header")
+                return n
+        raise FormatError("varint in header is too long")
+
     def name(self) -> str:
         (n,) = self.unpack("<B")
         if n == 0:
@@ -135,20 +166,29 @@ def _parse(data: bytes, verify: bool) -> tuple[Header, int]:
         raise FormatError("not a .lic file (bad magic bytes)")
     if len(data) < _MIN_SIZE:
         raise ChecksumError("file is truncated")
-    _, major, minor, hlen = _PREAMBLE.unpack_from(data)
+    _, major, minor = _PREAMBLE.unpack_from(data)
     if major != FORMAT_MAJOR:
-        raise VersionError(f"unsupported .lic format version {major}.{minor} (this reader: {FORMAT_MAJOR}.x)")
+        hint = " (written by liccodec 0.1; decode it with that version)" if major == 1 else ""
+        raise VersionError(f"unsupported .lic format version {major}.{minor} "
+                           f"(this reader: {FORMAT_MAJOR}.x){hint}")
     if verify:
         (crc,) = struct.unpack_from("<I", data, len(data) - 4)
         if zlib.crc32(data[:-4]) != crc:
             raise ChecksumError("checksum mismatch: the file is corrupted, truncated or has trailing data")
-    end = _PREAMBLE.size + hlen
+    r = _Reader(data, _PREAMBLE.size, len(data) - 4)
+    hlen = r.varint()
+    end = r.pos + hlen
     if end > len(data) - 4:
         raise FormatError("declared header length exceeds the file")
-    r = _Reader(data, _PREAMBLE.size, end)
+    r.end = end
     model_id = r.name()
-    digest = r.take(16)
-    w, h, mode, depth, quality, flags, n = r.unpack("<IIBBHBB")
+    digest = r.take(DIGEST_BYTES)
+    w, h = r.varint(), r.varint()
+    mode, depth = r.unpack("<BB")
+    quality = r.varint()
+    flags, n = r.unpack("<BB")
+    if quality > 0xFFFF:
+        raise FormatError(f"quality field {quality} out of range")
     try:
         mode = Mode(mode)
     except ValueError:
@@ -158,7 +198,7 @@ def _parse(data: bytes, verify: bool) -> tuple[Header, int]:
     streams: dict[str, int] = {}
     for _ in range(n):
         name = r.name()
-        (length,) = r.unpack("<I")
+        length = r.varint()
         if name in streams:
             raise FormatError(f"duplicate stream {name!r}")
         streams[name] = length

@@ -9,8 +9,12 @@ stored numbers do not). constriction quantizes them to its fixed-point CDFs with
 ``perfect=False``, which is pure integer/IEEE arithmetic in Rust, so the coder's models
 are bit-identical everywhere.
 
-Symbols are grouped by table and each group is coded in one constriction call; the
-decoder knows every symbol's table (from the integer hyper-synthesis), so it can regroup.
+A file's latents go into one rANS stream and one escape stream, however many coding steps
+they take (z, then y or its slices): :class:`StreamWriter` collects the steps in the order
+the decoder takes them and :class:`StreamReader` takes them back one at a time, so a step
+can depend on the values decoded before it. Within a step, symbols are grouped by table and
+each group is coded in one constriction call; the decoder knows every symbol's table (from
+the integer hyper-synthesis), so it can regroup.
 """
 from __future__ import annotations
 
@@ -68,9 +72,9 @@ def _write_varints(values: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def _read_varints(data: bytes, count: int) -> np.ndarray:
+def _read_varints(data: bytes, pos: int, count: int) -> tuple[np.ndarray, int]:
+    """``count`` zigzag varints from ``data[pos:]``; returns them and the position after."""
     vals = np.empty(count, dtype=np.int64)
-    pos = 0
     for i in range(count):
         u, shift = 0, 0
         while True:
@@ -83,9 +87,7 @@ def _read_varints(data: bytes, count: int) -> np.ndarray:
             if b < 0x80:
                 break
         vals[i] = (u >> 1) if u % 2 == 0 else -((u + 1) >> 1)
-    if pos != len(data):
-        raise FormatError("escape stream has trailing bytes")
-    return vals
+    return vals, pos
 
 
 @dataclass
@@ -112,51 +114,76 @@ class TableSet:
             self._models[k] = m
         return m
 
-    def encode(self, symbols: np.ndarray, index: np.ndarray) -> tuple[bytes, bytes]:
-        """Code ``symbols[i]`` with table ``index[i]``. Returns (rANS bytes, escape bytes)."""
+
+def _groups(index: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(table, positions) for each table used, ascending; positions in raster order."""
+    order = np.argsort(index, kind="stable")
+    ks, starts = np.unique(index[order], return_index=True)
+    bounds = list(starts) + [len(order)]
+    return [(k, order[bounds[j]:bounds[j + 1]]) for j, k in enumerate(ks.tolist())]
+
+
+class StreamWriter:
+    """Codes several steps (``add``) into one rANS stream and one escape stream.
+
+    Steps are added in the order the decoder will take them. rANS is a stack, so
+    :meth:`finish` pushes them last first; the escapes are written first first.
+    """
+
+    def __init__(self) -> None:
+        self._groups: list[tuple[TableSet, int, np.ndarray]] = []
+        self._escapes: list[np.ndarray] = []
+
+    def add(self, tables: TableSet, symbols: np.ndarray, index: np.ndarray) -> None:
+        """Code ``symbols[i]`` with table ``index[i]`` of ``tables``."""
         symbols = np.asarray(symbols, dtype=np.int64).ravel()
         index = np.asarray(index, dtype=np.int64).ravel()
         if np.abs(symbols).max(initial=0) >= ESCAPE_LIMIT:
             raise ValueError("latent value out of the coder's range")
-        order = np.argsort(index, kind="stable")
-        ks, starts = np.unique(index[order], return_index=True)
-        bounds = list(starts) + [len(order)]
-        groups = []
-        escapes = []
-        for j, k in enumerate(ks.tolist()):
-            sym = symbols[order[bounds[j]:bounds[j + 1]]]
-            cat = sym - self.offsets[k]
-            esc = (cat < 0) | (cat >= self.lengths[k])
-            cat = np.where(esc, self.lengths[k], cat).astype(np.int32)
-            groups.append((k, cat))
-            escapes.append(sym[esc])
-        coder = constriction.stream.stack.AnsCoder()
-        for k, cat in reversed(groups):  # a stack: the first group decodes first
-            coder.encode_reverse(cat, self.model(k))
-        words = coder.get_compressed().astype("<u4").tobytes()
-        esc_all = np.concatenate(escapes) if escapes else np.zeros(0, np.int64)
-        return words, _write_varints(esc_all)
+        for k, pos in _groups(index):
+            cat = symbols[pos] - tables.offsets[k]
+            esc = (cat < 0) | (cat >= tables.lengths[k])
+            self._groups.append((tables, k, np.where(esc, tables.lengths[k], cat).astype(np.int32)))
+            self._escapes.append(symbols[pos][esc])
 
-    def decode(self, words: bytes, escapes: bytes, index: np.ndarray) -> np.ndarray:
-        index = np.asarray(index, dtype=np.int64).ravel()
+    def finish(self) -> tuple[bytes, bytes]:
+        """(rANS words as little-endian u32, escapes as zigzag varints in decoding order)."""
+        coder = constriction.stream.stack.AnsCoder()
+        for tables, k, cat in reversed(self._groups):  # a stack: the first group decodes first
+            coder.encode_reverse(cat, tables.model(k))
+        words = coder.get_compressed().astype("<u4").tobytes()
+        escapes = np.concatenate(self._escapes) if self._escapes else np.zeros(0, np.int64)
+        return words, _write_varints(escapes)
+
+
+class StreamReader:
+    """Takes back, step by step, what a :class:`StreamWriter` wrote."""
+
+    def __init__(self, words: bytes, escapes: bytes) -> None:
         if len(words) % 4:
             raise FormatError("entropy-coded stream length is not a multiple of 4")
-        if index.size and (index.min() < 0 or index.max() >= len(self)):
+        self._coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+        self._escapes, self._pos = escapes, 0
+
+    def take(self, tables: TableSet, index: np.ndarray) -> np.ndarray:
+        """The next step's values, ``index[i]`` being value i's table (int64, flat)."""
+        index = np.asarray(index, dtype=np.int64).ravel()
+        if index.size and (index.min() < 0 or index.max() >= len(tables)):
             raise FormatError("table index out of range")
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
-        order = np.argsort(index, kind="stable")
-        ks, starts = np.unique(index[order], return_index=True)
-        bounds = list(starts) + [len(order)]
         out = np.empty(index.size, dtype=np.int64)
         esc_pos = []
-        for j, k in enumerate(ks.tolist()):
-            pos = order[bounds[j]:bounds[j + 1]]
-            cat = coder.decode(self.model(k), len(pos)).astype(np.int64)
-            esc = cat == self.lengths[k]
-            out[pos] = cat + self.offsets[k]
-            esc_pos.append(pos[esc])
-        if not coder.is_empty():
-            raise FormatError("entropy-coded stream has unused data")
-        esc_pos_all = np.concatenate(esc_pos) if esc_pos else np.zeros(0, np.int64)
-        out[esc_pos_all] = _read_varints(escapes, len(esc_pos_all))
+        for k, pos in _groups(index):
+            cat = self._coder.decode(tables.model(k), len(pos)).astype(np.int64)
+            out[pos] = cat + tables.offsets[k]
+            esc_pos.append(pos[cat == tables.lengths[k]])
+        esc_all = np.concatenate(esc_pos) if esc_pos else np.zeros(0, np.int64)
+        values, self._pos = _read_varints(self._escapes, self._pos, len(esc_all))
+        out[esc_all] = values
         return out
+
+    def finish(self) -> None:
+        """Check that every word and every escape was used."""
+        if not self._coder.is_empty():
+            raise FormatError("entropy-coded stream has unused data")
+        if self._pos != len(self._escapes):
+            raise FormatError("escape stream has trailing bytes")

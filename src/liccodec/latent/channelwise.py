@@ -1,5 +1,6 @@
 """Channel-conditional entropy model: the hyperprior of ``latent.hyperprior`` with y coded
 in channel slices, each slice's Gaussian parameters refined from the slices decoded before it.
+The slices follow z in the same rANS stream, in order (``entropy.StreamWriter``).
 
 Minnen & Singh, "Channel-wise autoregressive entropy models for learned image compression",
 ICIP 2020. Per slice ``i`` of ``C = M / slices`` channels (``hs`` = the hyper-synthesis
@@ -32,7 +33,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, _put, _quantize_y, _take
+from liccodec.entropy import StreamReader, StreamWriter
+from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, _quantize_y
 from liccodec.nn import conv
 from liccodec.nn.integer import ACT_BITS, ACT_CLIP
 from liccodec.tiling import Geometry, run_tiled
@@ -137,17 +139,17 @@ class ChannelConditional(GainedHyperprior):
         return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
 
     def _encode_y(self, ex: ExactParams, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
-                  streams: dict[str, bytes], tile: int | None) -> tuple[Tensor, Tensor]:
+                  writer: StreamWriter, tile: int | None) -> tuple[Tensor, Tensor]:
         def encode(i: int, index: Tensor, m: Tensor) -> Tensor:
             y_sym = torch.round(self._part(y_g, i) - m.double() / 2**ACT_BITS).to(torch.int64)
-            _put(streams, f"y{i}", *ex.y_tables.encode(y_sym.numpy(), index.numpy()))
+            writer.add(ex.y_tables, y_sym.numpy(), index.numpy())
             return y_sym
         return self._code_slices(ex, scales_q, means_q, tile, encode)
 
-    def _decode_y(self, ex: ExactParams, streams: dict[str, bytes], scales_q: Tensor, means_q: Tensor,
+    def _decode_y(self, ex: ExactParams, reader: StreamReader, scales_q: Tensor, means_q: Tensor,
                   tile: int | None) -> tuple[Tensor, Tensor]:
         def decode(i: int, index: Tensor, m: Tensor) -> Tensor:
-            return torch.from_numpy(_take(ex.y_tables, streams, f"y{i}", index)).view_as(index)
+            return torch.from_numpy(reader.take(ex.y_tables, index.numpy())).view_as(index)
         return self._code_slices(ex, scales_q, means_q, tile, decode)
 
     def _y_hat(self, y_sym: Tensor, means_q: Tensor, tile: int | None) -> Tensor:

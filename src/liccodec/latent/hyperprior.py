@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liccodec.entropy import TableSet, gaussian_tables, scale_table
+from liccodec.entropy import StreamReader, StreamWriter, TableSet, gaussian_tables, scale_table
 from liccodec.errors import FormatError
 from liccodec.nn import GainUnits, conv, deconv, lower_bound, ste_round
 from liccodec.nn.integer import ACT_BITS, IntegerNet
@@ -35,6 +35,10 @@ from liccodec.tiling import Geometry, run_tiled
 Z_LIMIT = 1 << 15        # |z symbol| bound (keeps the integer gain product inside int64)
 GAIN_BITS = 16           # fixed-point bits of the exported inverse hyper-gains
 Q_UNIT = 1000            # qualities travel as integers in thousandths
+
+# container streams: the rANS words of z and y (in decoding order) and their escapes
+LATENT_STREAM = "ans"
+ESCAPE_STREAM = "esc"
 
 SCALE_MIN = 0.11
 LIKELIHOOD_MIN = 1e-9
@@ -144,17 +148,17 @@ class GainedHyperprior(nn.Module):
         z_sym = torch.round(z_g.double().cpu() - med).clamp(-Z_LIMIT, Z_LIMIT).to(torch.int64)
         scales_q, means_q = ex.hyper_params(z_sym, q_milli, None if tile is None else max(1, tile // 4))
         chan = torch.arange(self.N).view(1, -1, 1, 1).expand_as(z_sym)
-        streams = {}
-        _put(streams, "z", *ex.z_tables.encode(z_sym.numpy(), chan.numpy()))
-        y_sym, means_q = self._encode_y(ex, y_g.double().cpu(), scales_q, means_q, streams, tile)
-        return streams, self._y_hat(y_sym, means_q, tile).to(y.device) * ig
+        writer = StreamWriter()
+        writer.add(ex.z_tables, z_sym.numpy(), chan.numpy())
+        y_sym, means_q = self._encode_y(ex, y_g.double().cpu(), scales_q, means_q, writer, tile)
+        return _streams(writer), self._y_hat(y_sym, means_q, tile).to(y.device) * ig
 
     def _encode_y(self, ex: ExactParams, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
-                  streams: dict[str, bytes], tile: int | None) -> tuple[Tensor, Tensor]:
-        """Code y_g (float64) given the hyper-synthesis output; adds its streams and returns
+                  writer: StreamWriter, tile: int | None) -> tuple[Tensor, Tensor]:
+        """Code y_g (float64) given the hyper-synthesis output into ``writer``; returns
         (y symbols, means in ACT_BITS fixed point), exactly what the decoder will rebuild."""
         y_sym = torch.round(y_g - means_q.double() / 2**ACT_BITS).to(torch.int64)
-        _put(streams, "y", *ex.y_tables.encode(y_sym.numpy(), ex.index(scales_q).numpy()))
+        writer.add(ex.y_tables, y_sym.numpy(), ex.index(scales_q).numpy())
         return y_sym, means_q
 
     @torch.no_grad()
@@ -166,19 +170,24 @@ class GainedHyperprior(nn.Module):
         """
         ex = self._require_exact()
         h, w = z_hw
+        if LATENT_STREAM not in streams:
+            raise FormatError(f"missing stream {LATENT_STREAM!r}")
+        reader = StreamReader(streams[LATENT_STREAM], streams.get(ESCAPE_STREAM, b""))
         chan = torch.arange(self.N).view(1, -1, 1, 1).expand(1, self.N, h, w)
-        z_sym = _take(ex.z_tables, streams, "z", chan)
+        z_sym = reader.take(ex.z_tables, chan.numpy())
         if np.abs(z_sym).max(initial=0) > Z_LIMIT:
             raise FormatError("hyper-latent value out of range")
         scales_q, means_q = ex.hyper_params(torch.from_numpy(z_sym).view(1, self.N, h, w), q_milli,
                                             None if tile is None else max(1, tile // 4))
-        return self._decode_y(ex, streams, scales_q, means_q, tile)
+        y_sym, means_q = self._decode_y(ex, reader, scales_q, means_q, tile)
+        reader.finish()
+        return y_sym, means_q
 
-    def _decode_y(self, ex: ExactParams, streams: dict[str, bytes], scales_q: Tensor, means_q: Tensor,
+    def _decode_y(self, ex: ExactParams, reader: StreamReader, scales_q: Tensor, means_q: Tensor,
                   tile: int | None) -> tuple[Tensor, Tensor]:
         """Inverse of :meth:`_encode_y`."""
         index = ex.index(scales_q)
-        return torch.from_numpy(_take(ex.y_tables, streams, "y", index)).view_as(index), means_q
+        return torch.from_numpy(reader.take(ex.y_tables, index.numpy())).view_as(index), means_q
 
     @torch.no_grad()
     def decompress(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int,
@@ -208,16 +217,10 @@ def _quantize_y(y_g: Tensor, scales: Tensor, means: Tensor, training: bool) -> t
     return gaussian_likelihood(noisy, scales, means), ste_round(y_g - means) + means
 
 
-def _put(streams: dict[str, bytes], name: str, words: bytes, escapes: bytes) -> None:
-    streams[name] = words
-    if escapes:
-        streams[f"{name}.esc"] = escapes
-
-
-def _take(tables: TableSet, streams: dict[str, bytes], name: str, index: Tensor) -> np.ndarray:
-    if name not in streams:
-        raise FormatError(f"missing stream {name!r}")
-    return tables.decode(streams[name], streams.get(f"{name}.esc", b""), index.numpy())
+def _streams(writer: StreamWriter) -> dict[str, bytes]:
+    """The container streams of a finished writer (the escape stream only when not empty)."""
+    words, escapes = writer.finish()
+    return {LATENT_STREAM: words, **({ESCAPE_STREAM: escapes} if escapes else {})}
 
 
 def _level_split(q_milli: int, levels: int) -> tuple[int, int]:

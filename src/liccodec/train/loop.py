@@ -181,7 +181,7 @@ class Trainer:
         The real path exports the EMA weights exactly as `lic` ships them (integer
         hyper-synthesis, tables) and codes every image into a complete .lic container.
         """
-        from liccodec.container import Header, pack
+        from liccodec.container import DIGEST_BYTES, Header, pack
         from liccodec.imageio import pad_to_multiple, to_tensor
 
         paths = list_images(self.cfg.val_data)[: self.cfg.val_images]
@@ -206,7 +206,7 @@ class Trainer:
                 p_est.append(psnr(((xh - x) ** 2).mean().item()))
                 precision = "bf16" if self.amp == "bf16" else "fp32"
                 streams = coder.compress(xp, q_milli, precision)
-                data = pack(Header(self.recipe.arch + ".val", bytes(16), w, h, quality=q_milli), streams)
+                data = pack(Header(self.recipe.arch + ".val", bytes(DIGEST_BYTES), w, h, quality=q_milli), streams)
                 xr = coder.decompress(streams, xp.shape[2:], q_milli, precision)[:, :, :h, :w]
                 xr = torch.round(xr * 255) / 255  # what a decoded 8-bit file holds
                 real.append(8 * len(data) / (h * w))
