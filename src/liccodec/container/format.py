@@ -13,7 +13,7 @@ Layout (fixed-size integers little-endian; ``varint`` = unsigned LEB128, minimal
 
 Version 2 differs from 1 in varints for the integers that vary from file to file and a
 shorter digest; its latent codecs write one rANS stream where version 1 had one per latent.
-A 768x512 ``charm`` file spends 46 bytes outside its payloads instead of 102.
+A 768x512 ``charm`` file spends about 46 bytes outside its payloads instead of about 102.
 
 A reader checks, in this order: minimum length, magic, major version, checksum (which
 also catches truncation and trailing bytes), header syntax, declared limits, and that the
