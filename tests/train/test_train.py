@@ -122,6 +122,35 @@ def test_charm_warm_starts_from_msh_and_from_itself(data_dir, tmp_path):
         f"latent.lrp.nets.{i}" for i in range(3)}
 
 
+def test_narrow_synthesis_trains_alone_behind_a_frozen_encoder(data_dir, tmp_path):
+    """reinit + freeze (charm.fast's recipe): a warm start into a narrower g_s keeps the
+    layers whose shapes fit, and training moves g_s alone, so the exported encoder and
+    entropy model, and hence every coded file, stay those of the source weights."""
+    from safetensors.torch import load_file
+
+    from liccodec.train.export import export_module
+
+    t = Trainer(recipe(data_dir, tmp_path / "m", 3), "cpu")
+    t.run(progress=False)
+    src = export_module(t.ema, "msh", t.recipe.model, "msh.tiny", tmp_path / "models")
+    r = recipe(data_dir, tmp_path / "s", 4)
+    r.model["synthesis"] = [8, 4, 4]
+    r.train.init = str(src)
+    with pytest.raises(ValueError, match="does not fit"):
+        Trainer(r, "cpu")
+    r.train.reinit, r.train.freeze = ["g_s."], ["g_a.", "latent."]
+    s = Trainer(r, "cpu")
+    assert s.aux_opt is None and all(n.startswith("g_s.") for n, p in s.model.named_parameters() if p.requires_grad)
+    s.run(progress=False)
+    student = load_file(export_module(s.ema, "msh", r.model, "msh.student", tmp_path / "models"))
+    teacher = load_file(src)
+    assert student["g_s.6.weight"].shape[0] == 4
+    for k, v in teacher.items():
+        if not k.startswith("g_s."):
+            assert torch.equal(student[k], v), k
+    assert not torch.equal(student["g_s.0.weight"], teacher["g_s.0.weight"])  # loaded, then trained
+
+
 def test_override_parses_toml_values(data_dir, tmp_path):
     r = recipe(data_dir, tmp_path / "o", 3)
     r.train.override(["decay_start=12", "lr=2e-4", 'init="a/b.safetensors"', "amp=none"])

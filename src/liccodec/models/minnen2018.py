@@ -28,6 +28,9 @@ class MshConfig:
     N: int = 128
     M: int = 192
     lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
+    # widths of g_s's three hidden layers; () = (N, N, N). A narrower synthesis decodes
+    # faster and can be trained behind a frozen encoder and entropy model (charm.fast).
+    synthesis: tuple[int, ...] = ()
 
     @property
     def levels(self) -> int:
@@ -52,9 +55,10 @@ class MeanScaleHyperprior(nn.Module):
         self.g_a = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M),
         )
+        s1, s2, s3 = cfg.synthesis or (N, N, N)
         self.g_s = nn.Sequential(
-            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+            deconv(M, s1), GDN(s1, inverse=True), deconv(s1, s2), GDN(s2, inverse=True),
+            deconv(s2, s3), GDN(s3, inverse=True), deconv(s3, 3),
         )
         # Quantization step ~ 1/sqrt(lambda) for MSE, so start each level's gain there.
         lam = torch.tensor(cfg.lambdas, dtype=torch.float32)

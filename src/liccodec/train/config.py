@@ -18,8 +18,17 @@ class TrainConfig:
     val_data: str = "../shared/data/kodak"
     out: str = "../runs/default"          # checkpoints and logs; keep outside git
     seed: int = 0
+    # hold out every k-th photo of ``data`` (sorted by path) from training (0: none);
+    # liccodec.train.data.split_holdout names them, for validation on unseen photos
+    holdout: int = 0
     # shipped weights (.safetensors beside a manifest.json) to start from; "" = from scratch
     init: str = ""
+    # parameter-name prefixes that ``init`` may leave fresh where their shapes differ
+    # (e.g. ["g_s."] to give a warm-started model a new, narrower synthesis)
+    reinit: list[str] = field(default_factory=list)
+    # module-name prefixes held fixed: no gradients, always in eval mode (e.g. ["g_a.", "latent."]
+    # trains the synthesis alone behind the frozen encoder and entropy model)
+    freeze: list[str] = field(default_factory=list)
     batch: int = 8
     # [[step, patch], ...]: crop side from that step on (a curriculum of crop sizes)
     patch_schedule: list[list[int]] = field(default_factory=lambda: [[0, 128]])

@@ -17,6 +17,15 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def split_holdout(paths: list[Path], every: int) -> tuple[list[Path], list[Path]]:
+    """(training, held out): every ``every``-th image of the sorted list, starting with the
+    first, is held out for validation on photos a model has not seen; 0 holds out none."""
+    if every <= 0:
+        return list(paths), []
+    return ([p for i, p in enumerate(paths) if i % every],
+            [p for i, p in enumerate(paths) if i % every == 0])
+
+
 def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
@@ -29,8 +38,9 @@ class CropSampler:
     a resumed run draws the same crops as an uninterrupted one.
     """
 
-    def __init__(self, folder: str | Path, seed: int, min_side: int = 0, limit: int | None = None):
-        paths = list_images(folder)[:limit]
+    def __init__(self, folder: str | Path, seed: int, min_side: int = 0, limit: int | None = None,
+                 holdout: int = 0):
+        paths = split_holdout(list_images(folder), holdout)[0][:limit]
         self.images = [a for a in map(load_rgb, paths) if min(a.shape[:2]) >= min_side]
         if not self.images:
             raise ValueError(f"no usable images in {folder}")

@@ -72,7 +72,7 @@ class Trainer:
         if self.cfg.init:
             from liccodec.train.warmstart import warm_start
 
-            fresh = warm_start(self.model, self.cfg.init)
+            fresh = warm_start(self.model, self.cfg.init, tuple(self.cfg.reinit))
             print(f"warm start from {self.cfg.init}; freshly initialised: "
                   f"{sorted({k.rsplit('.', 1)[0] for k in fresh})}", file=sys.stderr)
         self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
@@ -81,11 +81,17 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        main = [p for n, p in self.model.named_parameters() if not n.endswith("quantiles")]
-        aux = [p for n, p in self.model.named_parameters() if n.endswith("quantiles")]
+        frozen = tuple(self.cfg.freeze)
+        for n, p in self.model.named_parameters():
+            if n.startswith(frozen):
+                p.requires_grad_(False)
+        main = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.endswith("quantiles")]
+        aux = [p for n, p in self.model.named_parameters() if p.requires_grad and n.endswith("quantiles")]
+        if not main:
+            raise ValueError(f"freeze={list(frozen)} leaves nothing to train")
         self.opt = torch.optim.Adam(main, lr=self.cfg.lr)
-        self.aux_opt = torch.optim.Adam(aux, lr=self.cfg.aux_lr)
-        self.data = CropSampler(self.cfg.data, self.cfg.seed)
+        self.aux_opt = torch.optim.Adam(aux, lr=self.cfg.aux_lr) if aux else None
+        self.data = CropSampler(self.cfg.data, self.cfg.seed, holdout=self.cfg.holdout)
         self.state = TrainState()
         self.out = Path(self.cfg.out)
 
@@ -97,7 +103,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
-            "aux_opt": self.aux_opt.state_dict(),
+            "aux_opt": self.aux_opt.state_dict() if self.aux_opt is not None else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "data_rng": self.data.state(),
@@ -116,8 +122,9 @@ class Trainer:
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.opt.load_state_dict(ck["opt"])
-        self.aux_opt.load_state_dict(ck["aux_opt"])
         torch.set_rng_state(ck["torch_rng"])
+        if self.aux_opt is not None:
+            self.aux_opt.load_state_dict(ck["aux_opt"])
         if ck.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
         self.data.set_state(ck["data_rng"])
@@ -127,6 +134,9 @@ class Trainer:
     def step(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
         model.train()
+        for name, m in model.named_modules():
+            if name and name.startswith(tuple(f.rstrip(".") for f in cfg.freeze)):
+                m.eval()
         lr = cfg.lr_at(self.state.step)
         for g in self.opt.param_groups:
             g["lr"] = lr
@@ -143,9 +153,10 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], cfg.clip)
         self.opt.step()
         aux = model.latent.aux_loss()
-        self.aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        self.aux_opt.step()
+        if self.aux_opt is not None:
+            self.aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            self.aux_opt.step()
         if cfg.solve_quantiles_every and self.state.step % cfg.solve_quantiles_every == 0:
             self.solve_quantiles()
         self._update_ema()

@@ -57,9 +57,11 @@ def remap_levels(table: Tensor, src: list[float], dst: list[float]) -> Tensor:
 
 
 @torch.no_grad()
-def warm_start(model: nn.Module, weights: str | Path) -> list[str]:
+def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = ()) -> list[str]:
     """Load shipped weights into a training model; returns the state names left as they were
-    initialised (the z prior's table buffers always: training does not use them)."""
+    initialised (the z prior's table buffers always: training does not use them). Tensors
+    whose names start with a ``reinit`` prefix and whose shapes differ stay fresh; any other
+    shape mismatch is an error."""
     from safetensors.torch import load_file
 
     weights = Path(weights)
@@ -74,6 +76,8 @@ def warm_start(model: nn.Module, weights: str | Path) -> list[str]:
         if k in GAIN_TABLES and src != dst:
             v = remap_levels(v, src, dst)
         if v.shape != state[k].shape:
+            if k.startswith(tuple(reinit)):
+                continue
             raise ValueError(f"{k}: shipped shape {tuple(v.shape)} does not fit {tuple(state[k].shape)}")
         new[k] = v
     for name, net in model.latent.integer_nets().items():
