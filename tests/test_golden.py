@@ -1,0 +1,149 @@
+"""Golden files: the shipped weights must keep decoding (and, on the same machine, writing)
+the exact bytes they wrote when these files were made.
+
+``tests/golden/`` holds small .lic files of two crops of the bundled photo, coded with each
+shipped model at two qualities, and ``golden.json`` with the sha256 of each file and of its
+decoded latent integers (y symbols and the fixed-point means that decide the coder's
+parameters). Pixels are not recorded: the float synthesis may differ by an ulp across
+machines and precisions; the latents may not.
+
+Decoding is integer arithmetic, so its check holds on every machine. Encoding runs the float
+analysis (g_a, h_a) before rounding, so on another CPU or torch build a symbol that sits
+within an ulp of a rounding boundary may land on its other side: the re-encode is compared
+byte for byte where the environment equals the one that wrote the files (``env`` in the
+JSON), and elsewhere only to within a few symbols.
+
+Regenerate (only when a format or weights change is intended):
+``LICCODEC_PRECISION=fp32 python tests/test_golden.py``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+# (name, rows, cols) of the bundled photo (451x300): 128x96 and 64x64 pixels
+CROPS = {"chelsea-128x96": (slice(40, 136), slice(120, 248)),
+         "chelsea-64x64": (slice(150, 214), slice(300, 364))}
+QUALITIES = (2.0, 6.35)   # a trained level and an interpolated one
+
+
+def _crop(name: str) -> np.ndarray:
+    with resources.as_file(resources.files("liccodec") / "data" / "chelsea.png") as p:
+        rgb = np.asarray(Image.open(p).convert("RGB"))
+    rows, cols = CROPS[name]
+    return np.ascontiguousarray(rgb[rows, cols])
+
+
+def _environment() -> str:
+    return f"{platform.machine()} {torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
+
+
+def _latents(data: bytes, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoded integers: (y symbols, means in fixed point); ``tile`` in y positions."""
+    from liccodec.codec import _model_for
+    from liccodec.container import unpack
+
+    header, streams = unpack(data)
+    net = _model_for(header)
+    ds = net.downsampling
+    z_hw = (-(-header.height // ds), -(-header.width // ds))
+    return net.latent.decode_latents(streams, z_hw, header.quality, tile)
+
+
+def _latent_hash(data: bytes, tile: int | None = None) -> str:
+    h = hashlib.sha256()
+    for t in _latents(data, tile):
+        h.update(t.to(torch.int64).contiguous().numpy().astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def _cases() -> list[tuple[str, str, float, str]]:
+    """(file name, model, quality, crop) of every golden file."""
+    from liccodec.codec import list_models
+
+    return [(f"{m.id}-{c}-q{q:g}.lic", m.id, q, c)
+            for m in sorted(list_models(), key=lambda s: s.id) for c in CROPS for q in QUALITIES]
+
+
+def _record() -> dict:
+    path = GOLDEN / "golden.json"
+    return json.loads(path.read_text()) if path.is_file() else {"env": "", "files": {}}
+
+
+def _encode(model: str, q: float, crop: str) -> bytes:
+    import liccodec
+
+    return liccodec.encode(Image.fromarray(_crop(crop)), model=model, quality=q)
+
+
+def regenerate() -> None:
+    from liccodec.weights import get_spec
+
+    if os.environ.get("LICCODEC_PRECISION") != "fp32":
+        raise SystemExit("set LICCODEC_PRECISION=fp32")
+    GOLDEN.mkdir(exist_ok=True)
+    files = {}
+    for name, model, q, crop in _cases():
+        data = _encode(model, q, crop)
+        (GOLDEN / name).write_bytes(data)
+        files[name] = {"model": model, "weights_sha256": get_spec(model).sha256, "quality": q, "crop": crop,
+                       "sha256": hashlib.sha256(data).hexdigest(), "latents_sha256": _latent_hash(data)}
+    rec = {"env": _environment(), "files": files}
+    (GOLDEN / "golden.json").write_text(json.dumps(rec, indent=1) + "\n")
+
+
+def _same_weights(entry: dict) -> None:
+    from liccodec.weights import get_spec
+
+    shipped = get_spec(entry["model"]).sha256
+    assert shipped == entry["weights_sha256"], (
+        f"{entry['model']} has new weights: regenerate the golden files (module doc) in the same commit")
+
+
+GOLDEN_CASES = [pytest.param(name, id=name) for name in sorted(_record()["files"])]
+
+
+def test_every_shipped_model_has_golden_files():
+    assert {c[0] for c in _cases()} <= set(_record()["files"])
+
+
+@pytest.mark.parametrize("name", GOLDEN_CASES)
+def test_golden_file_decodes_to_its_latents(name):
+    entry = _record()["files"][name]
+    _same_weights(entry)
+    data = (GOLDEN / name).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert _latent_hash(data) == entry["latents_sha256"]
+    assert _latent_hash(data, tile=4) == entry["latents_sha256"]  # tiled decoding: same integers
+
+
+@pytest.mark.parametrize("name", GOLDEN_CASES)
+def test_golden_file_is_what_fp32_encoding_writes(name, monkeypatch):
+    monkeypatch.setenv("LICCODEC_PRECISION", "fp32")
+    rec = _record()
+    entry = rec["files"][name]
+    _same_weights(entry)
+    data = _encode(entry["model"], entry["quality"], entry["crop"])
+    if rec["env"] == _environment():
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        return
+    # another machine: float analysis may flip a symbol at a rounding boundary (module doc)
+    gold = _latents((GOLDEN / name).read_bytes())[0]
+    ours = _latents(data)[0]
+    assert ours.shape == gold.shape and (ours != gold).float().mean() < 1e-3
+
+
+if __name__ == "__main__":
+    regenerate()
+    sys.exit(0)
