@@ -17,31 +17,37 @@ SHARED = REPO.parent / "shared"
 KODAK = SHARED / "data" / "kodak"
 TRAIN = SHARED / "data" / "train"
 TINY_ID = "msh.tiny"
-# One tiny configuration per registered architecture (tests/test_registry.py checks that).
-TINY_CFGS = {
-    "msh": {"N": 8, "M": 12, "lambdas": [0.004, 0.02, 0.08]},
-    "charm": {"N": 8, "M": 12, "lambdas": [0.004, 0.02, 0.08], "slices": 3, "hidden": 16,
-              "lrp": True},
-}
-TINY_CFG = TINY_CFGS["msh"]
+
+
+def tiny_configs() -> dict[str, dict]:
+    """Each registered architecture's tiny configuration (``@register_arch(..., tiny=...)``)."""
+    from liccodec.models import get_arch, list_archs
+
+    return {a: dict(get_arch(a).tiny) for a in list_archs()}
 
 
 def build_tiny(seed: int = 0, arch: str = "msh"):
     from liccodec.models import get_arch
 
     torch.manual_seed(seed)
-    model = get_arch(arch).build(**TINY_CFGS[arch]).eval()
-    # Random weights give a tiny latent and tiny predicted scales: make the latent non-trivial
-    # and the predicted scales plausible, so that the rate checks mean something.
-    with torch.no_grad():
-        model.g_a[-1].weight.mul_(8)
-        model.latent.h_s[-1].bias[: TINY_CFG["M"]] = 3.0
-        for net in getattr(model.latent, "cc", ()):  # slice networks start as zero corrections
-            net[-1].weight.normal_(0, 0.05)
-        lrp = getattr(model.latent, "lrp", None)
-        for net in lrp.nets if lrp is not None else ():  # and so does the residual prediction
-            net[-1].weight.normal_(0, 0.05)
+    model = get_arch(arch).build(**get_arch(arch).tiny).eval()
+    liven(model)
     return model
+
+
+@torch.no_grad()
+def liven(model) -> None:
+    """Random weights give a tiny latent and tiny predicted scales: make the latent non-trivial
+    and the predicted scales plausible, so that the rate checks mean something; and give the
+    zero-initialised corrections (slice networks, residual prediction) random weights."""
+    model.g_a[-1].weight.mul_(8)
+    h_s = getattr(model.latent, "h_s", None)
+    if h_s is not None:
+        h_s[-1].bias[: model.latent.M] = 3.0
+    for name, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and not w.any():
+            w.normal_(0, 0.05)
 
 
 @pytest.fixture(scope="session")
@@ -49,16 +55,16 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     from liccodec.train.export import export_module
 
     out = tmp_path_factory.mktemp("models")
-    for arch, cfg in TINY_CFGS.items():
+    for arch, cfg in tiny_configs().items():
         export_module(build_tiny(arch=arch), arch, cfg, f"{arch}.tiny", out, description="test model")
     return out
 
 
 @pytest.fixture()
 def tiny_builder():
-    """``build_tiny`` and ``TINY_CFGS`` for test modules (a plain import of conftest is
+    """``build_tiny`` and the tiny configs for test modules (a plain import of conftest is
     ambiguous: tests/eval has a conftest too)."""
-    return build_tiny, TINY_CFGS
+    return build_tiny, tiny_configs()
 
 
 @pytest.fixture()
@@ -74,7 +80,7 @@ def tiny(tiny_models_dir, monkeypatch):
     return TINY_ID
 
 
-@pytest.fixture(params=sorted(TINY_CFGS))
+@pytest.fixture(params=sorted(tiny_configs()))
 def tiny_each(request, tiny_models_dir, monkeypatch):
     """Like ``tiny``, once per architecture: the id of that architecture's tiny model."""
     monkeypatch.setenv("LICCODEC_MODELS", str(tiny_models_dir))

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from liccodec.latent.hyperprior import GainedHyperprior
+from liccodec.models.registry import register_arch
 from liccodec.nn import GDN, conv, deconv, transform_precision
 from liccodec.tiling import Geometry, TilePolicy, run_tiled
 
@@ -43,6 +44,8 @@ class CodecOut:
     likelihoods: dict[str, Tensor]
 
 
+@register_arch("msh", config=MshConfig, tiny=dict(N=8, M=12, lambdas=[0.004, 0.02, 0.08]),
+               summary="mean-scale hyperprior (Minnen 2018, no context) + gain units (Cui 2021)")
 class MeanScaleHyperprior(nn.Module):
     """Variable-rate mean-scale hyperprior. ``level`` is a float in [0, levels-1] per image."""
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from liccodec.latent.channelwise import ChannelConditional
 from liccodec.models.minnen2018 import MeanScaleHyperprior, MshConfig
+from liccodec.models.registry import register_arch
 
 
 @dataclass
@@ -25,6 +26,9 @@ class CharmConfig(MshConfig):
     lrp: bool = False    # latent residual prediction (a float net per slice, feeds g_s only)
 
 
+@register_arch("charm", config=CharmConfig,
+               tiny=dict(N=8, M=12, lambdas=[0.004, 0.02, 0.08], slices=3, hidden=16, lrp=True),
+               summary="msh with a channel-conditional entropy model (Minnen & Singh 2020, LRP optional)")
 class ChannelConditionalCodec(MeanScaleHyperprior):
     """Variable-rate channel-conditional hyperprior. ``level`` is a float in [0, levels-1]."""
 

@@ -1,14 +1,23 @@
-"""The one registry: architecture name -> (class, config dataclass).
+"""The one registry: architecture name -> (class, config dataclass, tiny test config).
 
-Weight sets (``arch.tag``) are listed in the manifest under ``models/`` at the top of the
-repository and resolved by ``liccodec.weights``; both the CLI and the container read model
-identities from here, never from a position in a dict.
+An architecture is one module in ``liccodec.models`` whose class carries the decorator::
+
+    @register_arch("msh", config=MshConfig, tiny=dict(N=8, M=12, lambdas=[...]),
+                   summary="mean-scale hyperprior ...")
+    class MeanScaleHyperprior(LearnedCodec): ...
+
+Every module of the package is imported on the first look-up (``pkgutil``), so nothing else
+lists architectures: the CLI, the container (model ids ``arch.tag``) and the tests (each
+architecture's ``tiny`` config) all read this registry. Weight sets are listed in the
+manifest under ``models/`` at the top of the repository and resolved by ``liccodec.weights``.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
@@ -19,6 +28,9 @@ class ArchSpec:
     factory: Callable[..., nn.Module]   # factory(config, inference=bool)
     config_cls: type
     summary: str
+    # a configuration small enough to build, train a step and code in milliseconds: what the
+    # tests (tests/conftest.py, the contract test) run for every registered architecture
+    tiny: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, **overrides: Any) -> Any:
         fields = {f.name for f in dataclasses.fields(self.config_cls)}
@@ -36,17 +48,31 @@ class ArchSpec:
 _ARCHS: dict[str, ArchSpec] = {}
 
 
-def register_arch(spec: ArchSpec) -> ArchSpec:
+def register_arch(name: str, *, config: type, summary: str,
+                  tiny: Mapping[str, Any] | None = None) -> Callable[[type], type]:
+    """Class decorator: register the model class under ``name``; a duplicate name raises."""
+    def register(cls: type) -> type:
+        _add(ArchSpec(name, cls, config, summary, dict(tiny or {})))
+        return cls
+    return register
+
+
+def _add(spec: ArchSpec) -> None:
     if spec.name in _ARCHS:
         raise ValueError(f"architecture {spec.name!r} is already registered")
     if "." in spec.name:
         raise ValueError("architecture names may not contain '.' (reserved for arch.tag)")
+    spec.config(**spec.tiny)  # a tiny config that does not fit the dataclass fails here, not in a test
     _ARCHS[spec.name] = spec
-    return spec
+
+
+def unregister_arch(name: str) -> None:
+    """Remove an architecture (tests that register a toy one clean up with this)."""
+    _ARCHS.pop(name, None)
 
 
 def get_arch(name: str) -> ArchSpec:
-    _load_builtin()
+    _discover()
     try:
         return _ARCHS[name]
     except KeyError:
@@ -54,26 +80,22 @@ def get_arch(name: str) -> ArchSpec:
 
 
 def list_archs() -> list[str]:
-    _load_builtin()
+    _discover()
     return sorted(_ARCHS)
 
 
-_loaded = False
+_discovered = False
 
 
-def _load_builtin() -> None:
-    # Deferred so that importing liccodec does not import torch models eagerly.
-    global _loaded
-    if _loaded:
+def _discover() -> None:
+    """Import every module of ``liccodec.models`` once: their decorators register them.
+
+    Deferred to the first look-up so that importing liccodec does not import torch models."""
+    global _discovered
+    if _discovered:
         return
-    _loaded = True
-    from liccodec.models import minnen2018, minnen2020
+    import liccodec.models as pkg
 
-    register_arch(ArchSpec(
-        "msh", minnen2018.MeanScaleHyperprior, minnen2018.MshConfig,
-        "mean-scale hyperprior (Minnen 2018, no context) + gain units (Cui 2021)",
-    ))
-    register_arch(ArchSpec(
-        "charm", minnen2020.ChannelConditionalCodec, minnen2020.CharmConfig,
-        "msh with a channel-conditional entropy model (Minnen & Singh 2020, no LRP)",
-    ))
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    _discovered = True
