@@ -20,6 +20,13 @@ interval of inputs that a block of outputs needs is propagated backwards through
 (transposed) convolution. Layers that act on each position separately (GDN, ReLU, ...)
 do not widen it.
 
+Layers declare their geometry themselves: a module (or any chain element) with a method
+``axis_ops()`` returns the (transposed) convolutions it amounts to along one spatial axis,
+as ``(transposed, kernel, stride, padding)`` tuples, ``()`` when it is pointwise (GDN,
+the integer networks and the slice networks do this). torch's own convolutions and
+elementwise activations are known here; any other layer must declare itself, or tiling
+refuses it (an attention or a scan layer over the whole image cannot be tiled exactly).
+
 Whole-image versus tiled is chosen by :class:`TilePolicy` (an image-pixel threshold and a
 tile size), which only changes *how* the decoder computes, never what the bitstream means.
 """
@@ -33,9 +40,6 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from liccodec.nn.integer import IntegerNet, IntLayer
-from liccodec.nn.layers import GDN
-
 #: Images above this many (padded) pixels are coded tile by tile. At 4 Mpx the whole-image
 #: float transforms of msh.mse already need about 2 GiB; below it tiling only costs time.
 DEFAULT_THRESHOLD = 1 << 22
@@ -43,8 +47,10 @@ DEFAULT_THRESHOLD = 1 << 22
 DEFAULT_TILE = 1024
 TILE_MULTIPLE = 64
 
-#: Modules that act on each spatial position on its own (they do not widen the halo).
-POINTWISE: tuple[type[nn.Module], ...] = (GDN, nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Sigmoid, nn.Tanh)
+#: torch modules that act on each spatial position on its own (they do not widen the halo);
+#: layers of this package declare themselves with ``axis_ops()`` instead.
+TORCH_POINTWISE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Sigmoid, nn.Tanh,
+                                                nn.GELU, nn.SiLU, nn.Hardtanh)
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,9 @@ def _square(v: int | tuple[int, ...], what: str) -> int:
 
 def _axis_ops(layers: Iterable[object]) -> Iterator[_AxisOp]:
     for m in layers:
-        if isinstance(m, IntegerNet):
-            yield from _axis_ops(m.layers)
-        elif isinstance(m, IntLayer):
-            k = m.weight.shape[-1]
-            if m.weight.shape[-2] != k:
-                raise ValueError("tiling needs square kernels")
-            yield _AxisOp(m.kind == "deconv", k, m.stride, m.padding)
+        declared = getattr(m, "axis_ops", None)
+        if callable(declared):
+            yield from (_AxisOp(*op) for op in declared())
         elif isinstance(m, nn.Sequential):
             yield from _axis_ops(m)
         elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -90,10 +92,17 @@ def _axis_ops(layers: Iterable[object]) -> Iterator[_AxisOp]:
                 raise ValueError("tiling needs numeric padding")
             yield _AxisOp(isinstance(m, nn.ConvTranspose2d), _square(m.kernel_size, "kernels"),
                           _square(m.stride, "strides"), _square(m.padding, "padding"))
-        elif isinstance(m, POINTWISE):
+        elif isinstance(m, TORCH_POINTWISE):
             continue
         else:
-            raise ValueError(f"cannot tell the receptive field of {type(m).__name__}")
+            raise ValueError(f"cannot tell the receptive field of {type(m).__name__}: "
+                             "give it an axis_ops() method (see liccodec.tiling)")
+
+
+def axis_ops(*layers: object) -> list[tuple[bool, int, int, int]]:
+    """The chain's (transposed, kernel, stride, padding) per axis: what a composite layer
+    returns from its own ``axis_ops()``."""
+    return [(op.transposed, op.kernel, op.stride, op.padding) for op in _axis_ops(layers)]
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,7 @@ class Geometry:
 
     @classmethod
     def of(cls, *layers: object) -> "Geometry":
-        """Geometry of a chain: modules, ``nn.Sequential``\\ s or an :class:`IntegerNet`."""
+        """Geometry of a chain: modules, ``nn.Sequential``\\ s or anything with ``axis_ops()``."""
         ops = list(_axis_ops(layers))
         up = math.prod(op.stride for op in ops if op.transposed)
         down = math.prod(op.stride for op in ops if not op.transposed)

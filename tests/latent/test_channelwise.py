@@ -37,12 +37,10 @@ def test_slices_share_one_stream_and_matter(tiny_models_dir, monkeypatch, photo)
 def test_residual_prediction_moves_the_synthesis_input_not_the_bits(tiny_builder):
     """LRP adds at most half a quantization step to each decoded latent, computed from
     decoded values only: the streams are those of the same model without it."""
-    from liccodec.latent.hyperprior import export_exact
-
     build_tiny, _ = tiny_builder
     model = build_tiny(arch="charm")
     lat = model.latent
-    lat.load_exact(export_exact(lat))
+    lat.load_exact(lat.export_exact())
     with torch.no_grad():
         y = model.g_a(torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(2)))
     streams, y_hat = lat.compress(y, 2300)

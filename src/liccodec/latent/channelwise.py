@@ -28,6 +28,7 @@ Departures from the paper, all for the exact decoder or for warm starts:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -36,8 +37,8 @@ from torch import Tensor, nn
 from liccodec.entropy import StreamReader, StreamWriter
 from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, _quantize_y
 from liccodec.nn import conv
-from liccodec.nn.integer import ACT_BITS, ACT_CLIP
-from liccodec.tiling import Geometry, run_tiled
+from liccodec.nn.integer import ACT_BITS, ACT_CLIP, IntegerNet
+from liccodec.tiling import Geometry, axis_ops, run_tiled
 
 
 def _slice_net(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
@@ -62,9 +63,9 @@ class LatentResidual(nn.Module):
         self.c = M // slices
         self.nets = nn.ModuleList(_slice_net((i + 2) * self.c, hidden, self.c) for i in range(slices))
 
-    @property
-    def geometry(self) -> Geometry:
-        return Geometry.of(self.nets[0])
+    def axis_ops(self) -> list[tuple[bool, int, int, int]]:
+        """Every slice's network has the same receptive field (``liccodec.tiling``)."""
+        return axis_ops(self.nets[0])
 
     def forward(self, means_and_y: Tensor) -> Tensor:
         c, M = self.c, self.c * len(self.nets)
@@ -75,8 +76,24 @@ class LatentResidual(nn.Module):
             return y_hat.float() + 0.5 * torch.tanh(torch.cat(r, dim=1).float())
 
 
+@dataclass
+class ChannelExact(ExactParams):
+    """The hyperprior's exact state plus the integer slice networks."""
+
+    cc: tuple[IntegerNet, ...]
+
+    @classmethod
+    def fields_from(cls, t: dict[str, Tensor]) -> dict[str, object]:
+        cc = []
+        while f"exact.cc.{len(cc)}.0.weight" in t:
+            cc.append(IntegerNet.from_tensors(t, f"exact.cc.{len(cc)}"))
+        return {**super().fields_from(t), "cc": tuple(cc)}
+
+
 class ChannelConditional(GainedHyperprior):
     """:class:`GainedHyperprior` with y in ``slices`` groups coded one after another."""
+
+    exact_cls = ChannelExact
 
     def __init__(self, N: int, M: int, levels: int, slices: int, hidden: int,
                  init_log_gain: Tensor | None = None, inference: bool = False, lrp: bool = False):
@@ -120,7 +137,7 @@ class ChannelConditional(GainedHyperprior):
         return torch.cat(liks, dim=1), y_hat
 
     # ---- exact coding -----------------------------------------------------------------
-    def _code_slices(self, ex: ExactParams, scales_q: Tensor, means_q: Tensor, tile: int | None,
+    def _code_slices(self, ex: ChannelExact, scales_q: Tensor, means_q: Tensor, tile: int | None,
                      code: Callable[[int, Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
         """Run the slices in order; ``code(i, index, means_q)`` encodes or decodes slice i and
         returns its symbols. Returns (y symbols, means in ACT_BITS fixed point), the same on
@@ -138,7 +155,7 @@ class ChannelConditional(GainedHyperprior):
             y_hat_q.append(_fixed(y_sym, m + d_m))
         return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
 
-    def _encode_y(self, ex: ExactParams, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
+    def _encode_y(self, ex: ChannelExact, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
                   writer: StreamWriter, tile: int | None) -> tuple[Tensor, Tensor]:
         def encode(i: int, index: Tensor, m: Tensor) -> Tensor:
             y_sym = torch.round(self._part(y_g, i) - m.double() / 2**ACT_BITS).to(torch.int64)
@@ -146,7 +163,7 @@ class ChannelConditional(GainedHyperprior):
             return y_sym
         return self._code_slices(ex, scales_q, means_q, tile, encode)
 
-    def _decode_y(self, ex: ExactParams, reader: StreamReader, scales_q: Tensor, means_q: Tensor,
+    def _decode_y(self, ex: ChannelExact, reader: StreamReader, scales_q: Tensor, means_q: Tensor,
                   tile: int | None) -> tuple[Tensor, Tensor]:
         def decode(i: int, index: Tensor, m: Tensor) -> Tensor:
             return torch.from_numpy(reader.take(ex.y_tables, index.numpy())).view_as(index)
@@ -158,7 +175,7 @@ class ChannelConditional(GainedHyperprior):
             return y_hat
         means = (means_q.double() / 2**ACT_BITS).float()
         ctx = torch.cat([means, y_hat], dim=1).to(self.gain.log_gain.device)
-        return self.lrp(ctx) if tile is None else run_tiled(self.lrp, ctx, self.lrp.geometry, tile)
+        return self.lrp(ctx) if tile is None else run_tiled(self.lrp, ctx, Geometry.of(self.lrp), tile)
 
 
 def _fixed(y_sym: Tensor, means_q: Tensor) -> Tensor:

@@ -28,17 +28,13 @@ from torch import Tensor, nn
 
 from liccodec.entropy import StreamReader, StreamWriter, TableSet, gaussian_tables, scale_table
 from liccodec.errors import FormatError
+from liccodec.latent.base import Q_UNIT, LatentCodec, LatentOut, level_of_quality, reader_of
 from liccodec.nn import GainUnits, conv, deconv, lower_bound, ste_round
 from liccodec.nn.integer import ACT_BITS, IntegerNet
 from liccodec.tiling import Geometry, run_tiled
 
 Z_LIMIT = 1 << 15        # |z symbol| bound (keeps the integer gain product inside int64)
 GAIN_BITS = 16           # fixed-point bits of the exported inverse hyper-gains
-Q_UNIT = 1000            # qualities travel as integers in thousandths
-
-# container streams: the rANS words of z and y (in decoding order) and their escapes
-LATENT_STREAM = "ans"
-ESCAPE_STREAM = "esc"
 
 SCALE_MIN = 0.11
 LIKELIHOOD_MIN = 1e-9
@@ -54,13 +50,68 @@ def gaussian_likelihood(y: Tensor, scales: Tensor, means: Tensor) -> Tensor:
     return lower_bound(upper - lower, LIKELIHOOD_MIN)
 
 
+def _level_split(q_milli: int, levels: int) -> tuple[int, int]:
+    """Quality in thousandths (1000 = level 0) -> (lower level, weight of the upper in 1/1000)."""
+    lv = q_milli - Q_UNIT
+    if not 0 <= lv <= (levels - 1) * Q_UNIT:
+        raise ValueError(f"quality {q_milli / Q_UNIT} outside [1, {levels}]")
+    lo, f = divmod(lv, Q_UNIT)
+    if lo == levels - 1 and levels > 1:
+        lo, f = levels - 2, Q_UNIT
+    return lo, f
+
+
+def _round_div(n: Tensor, d: int) -> Tensor:
+    return torch.div(n + d // 2, d, rounding_mode="floor")
+
+
 @dataclass
-class HyperpriorOut:
-    y_hat: Tensor
-    likelihoods: dict[str, Tensor]
+class ExactParams:
+    """The exported, integer-only state that decides the coder's parameters. Codecs built on
+    the hyperprior extend it with fields of their own (``latent.channelwise.ChannelExact``)."""
+
+    hs: IntegerNet
+    z_median: Tensor      # (N,) int64, ACT_BITS fractional bits
+    inv_hyper_gain: Tensor  # (levels, N) int64, GAIN_BITS fractional bits
+    thresholds: Tensor    # (S-1,) int64: scale-index boundaries, ACT_BITS fractional bits
+    z_tables: TableSet
+    y_tables: TableSet
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, Tensor]) -> "ExactParams":
+        return cls(**cls.fields_from(t))
+
+    @classmethod
+    def fields_from(cls, t: dict[str, Tensor]) -> dict[str, object]:
+        """The dataclass fields read from exported ``exact.*`` tensors (extended by subclasses)."""
+        def tables(p: str) -> TableSet:
+            return TableSet(t[f"{p}.pmf"].numpy(), t[f"{p}.length"].numpy(), t[f"{p}.offset"].numpy())
+        return dict(hs=IntegerNet.from_tensors(t, "exact.h_s"), z_median=t["exact.z_median"],
+                    inv_hyper_gain=t["exact.inv_hyper_gain"], thresholds=t["exact.thresholds"],
+                    z_tables=tables("exact.z_tables"), y_tables=tables("exact.y_tables"))
+
+    def hyper_params(self, z_sym: Tensor, q_milli: int, tile: int | None = None) -> tuple[Tensor, Tensor]:
+        """z symbols (B, N, h, w) int64 -> (scales, means) of y, both in ACT_BITS fixed point.
+
+        ``tile`` (a core side in z positions) runs the integer hyper-synthesis tile by tile
+        with a halo covering its receptive field; integer arithmetic makes that bit-identical
+        to the whole-latent result while bounding the float64 convolutions' buffers.
+        """
+        lo, f = _level_split(q_milli, self.inv_hyper_gain.shape[0])
+        hi = min(lo + 1, self.inv_hyper_gain.shape[0] - 1)
+        g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
+        num = ((z_sym << ACT_BITS) + self.z_median.view(1, -1, 1, 1)) * g.view(1, -1, 1, 1)
+        z_hat = _round_div(num, Q_UNIT << GAIN_BITS)
+        params = self.hs(z_hat) if tile is None else run_tiled(self.hs, z_hat, Geometry.of(self.hs), tile)
+        scales, means = params.chunk(2, dim=1)
+        return scales, means
+
+    def index(self, scales_q: Tensor) -> Tensor:
+        """Scale-table index of each fixed-point scale (the nearest table entry in log scale)."""
+        return torch.searchsorted(self.thresholds, scales_q.contiguous().view(-1)).view_as(scales_q)
 
 
-class GainedHyperprior(nn.Module):
+class GainedHyperprior(LatentCodec):
     """Hyper analysis/synthesis, factorized prior for z, gain units for y and z."""
 
     def __init__(self, N: int, M: int, levels: int, init_log_gain: Tensor | None = None,
@@ -91,15 +142,44 @@ class GainedHyperprior(nn.Module):
 
     # state that only training holds: coding reads the exported integer nets and tables
     training_only = ("h_s.", "entropy_bottleneck.")
+    # the z prior's float parameters ship for warm starts and the CompressAI reference
+    # comparison (liccodec.eval.reference); coding reads the exported tables
+    reference_only = ("entropy_bottleneck.",)
+    float16_export = ("h_a.",)
+
+    @property
+    def downsampling(self) -> int:
+        """y positions per z position."""
+        return Geometry.of(self.h_a).down
 
     def integer_nets(self) -> dict[str, nn.Sequential]:
         """The float networks that ship as exact integer networks, by export name."""
         return {"h_s": self.h_s}
 
+    # ---- training hooks ----------------------------------------------------------------
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.loss()
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        return [self.entropy_bottleneck.quantiles]
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Set the z prior's quantiles (median and tails) to their exact values.
+
+        The auxiliary loss alone moves them ~lr per step, far too slowly after a warm start
+        or a big change of the prior; the median sets the rounding grid of z in training,
+        so a lagging one would train h_s on a grid that coding does not use."""
+        eb = self.entropy_bottleneck
+        eb.quantiles.copy_(prior_quantiles(eb).to(eb.quantiles))
+
+    def level_tables(self) -> tuple[str, ...]:
+        return ("gain.log_gain", "gain.log_inv_gain", "hyper_gain.log_gain", "hyper_gain.log_inv_gain")
+
     def z_medians(self) -> Tensor:
         return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
 
-    def forward(self, y: Tensor, level: Tensor) -> HyperpriorOut:
+    def forward(self, y: Tensor, level: Tensor) -> LatentOut:
         g, ig = self.gain(level)
         hg, ihg = self.hyper_gain(level)
         y_g = y * g
@@ -111,25 +191,50 @@ class GainedHyperprior(nn.Module):
             z_hat = (ste_round(z_g - med) + med) * ihg
         scales, means = self.h_s(z_hat).chunk(2, dim=1)
         y_lik, y_hat_g = self._y_forward(y_g, scales, means)
-        return HyperpriorOut(y_hat_g * ig, {"y": y_lik, "z": z_lik})
+        return LatentOut(y_hat_g * ig, {"y": y_lik, "z": z_lik})
 
     def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
         """Training: (likelihoods of y_g, y_g as the synthesis sees it), fp32."""
         with torch.autocast(y_g.device.type, enabled=False):
             return _quantize_y(y_g.float(), scales.float(), means.float(), self.training)
 
-    # ---- real coding (needs the exported exact parameters) ------------------------------
-    exact: ExactParams | None = None
+    # ---- export ------------------------------------------------------------------------
+    def export_exact(self, scales: np.ndarray | None = None) -> dict[str, Tensor]:
+        """Integer hyper-synthesis, fixed-point medians/gains and coding tables (export time only)."""
+        scales = scale_table() if scales is None else scales
+        out = {}
+        for name, net in self.integer_nets().items():
+            out.update(IntegerNet.from_float(net).to_tensors(f"exact.{name}"))
+        eb = self.entropy_bottleneck
+        q = prior_quantiles(eb)
+        med = q[:, 0, 1]
+        out["exact.z_median"] = torch.round(med * 2**ACT_BITS).to(torch.int64)
+        ihg = self.hyper_gain.log_inv_gain.detach().double().exp().clamp(2.0**-8, 64.0)
+        out["exact.inv_hyper_gain"] = torch.round(ihg * 2**GAIN_BITS).to(torch.int64)
+        bounds = np.sqrt(scales[:-1] * scales[1:])
+        out["exact.thresholds"] = torch.from_numpy(np.ceil(bounds * 2**ACT_BITS).astype(np.int64))
+        pmf, length, offset = gaussian_tables(scales)
+        out.update({"exact.y_tables.pmf": torch.from_numpy(pmf), "exact.y_tables.length": torch.from_numpy(length),
+                    "exact.y_tables.offset": torch.from_numpy(offset)})
+        out.update(_z_tables(eb, q))
+        return out
 
-    def load_exact(self, tensors: dict[str, Tensor]) -> None:
-        self.exact = ExactParams.from_tensors(tensors)
+    def reference_tensors(self) -> dict[str, Tensor]:
+        """The z prior's float parameters (about 20k numbers) with its solved quantiles."""
+        eb = self.entropy_bottleneck
+        prior = {f"entropy_bottleneck.{n}": p.detach().float() for n, p in eb.named_parameters()}
+        prior["entropy_bottleneck.quantiles"] = prior_quantiles(eb).float()
+        return prior
+
+    # ---- real coding (needs the exported exact parameters) ------------------------------
+    exact_cls = ExactParams
 
     def _float_level(self, q_milli: int, batch: int, device: torch.device) -> Tensor:
-        return torch.full((batch,), (q_milli - Q_UNIT) / Q_UNIT, device=device)
+        return torch.full((batch,), level_of_quality(q_milli), device=device)
 
     @torch.no_grad()
-    def compress(self, y: Tensor, q_milli: int, tile: int | None = None) -> tuple[dict[str, bytes], Tensor]:
-        """Code y (1, M, H/16, W/16). Returns the streams and the decoder's y_hat.
+    def encode(self, y: Tensor, q_milli: int, writer: StreamWriter, tile: int | None = None) -> Tensor:
+        """Code y (1, M, H/16, W/16) into ``writer``; returns the decoder's y_hat.
 
         ``tile`` (a core side in y positions, a multiple of 4) runs h_a and the integer
         hyper-synthesis tile by tile (``liccodec.tiling``); None runs them on the whole latent.
@@ -148,10 +253,9 @@ class GainedHyperprior(nn.Module):
         z_sym = torch.round(z_g.double().cpu() - med).clamp(-Z_LIMIT, Z_LIMIT).to(torch.int64)
         scales_q, means_q = ex.hyper_params(z_sym, q_milli, None if tile is None else max(1, tile // 4))
         chan = torch.arange(self.N).view(1, -1, 1, 1).expand_as(z_sym)
-        writer = StreamWriter()
         writer.add(ex.z_tables, z_sym.numpy(), chan.numpy())
         y_sym, means_q = self._encode_y(ex, y_g.double().cpu(), scales_q, means_q, writer, tile)
-        return _streams(writer), self._y_hat(y_sym, means_q, tile).to(y.device) * ig
+        return self._y_hat(y_sym, means_q, tile).to(y.device) * ig
 
     def _encode_y(self, ex: ExactParams, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
                   writer: StreamWriter, tile: int | None) -> tuple[Tensor, Tensor]:
@@ -168,20 +272,25 @@ class GainedHyperprior(nn.Module):
 
         ``tile`` (y positions) only bounds memory: the result is bit-identical either way.
         """
+        reader = reader_of(streams)
+        y_sym, means_q = self._decode_ints(reader, z_hw, q_milli, tile)
+        reader.finish()
+        return y_sym, means_q
+
+    def _decode_ints(self, reader: StreamReader, z_hw: tuple[int, int], q_milli: int,
+                     tile: int | None) -> tuple[Tensor, Tensor]:
         ex = self._require_exact()
         h, w = z_hw
-        if LATENT_STREAM not in streams:
-            raise FormatError(f"missing stream {LATENT_STREAM!r}")
-        reader = StreamReader(streams[LATENT_STREAM], streams.get(ESCAPE_STREAM, b""))
+        # before anything grows with the declared size: can the stream hold z (every
+        # channel's table used h*w times)? A header that claims a bigger image is a lie.
+        reader.check_room(ex.z_tables, np.full(self.N, h * w))
         chan = torch.arange(self.N).view(1, -1, 1, 1).expand(1, self.N, h, w)
         z_sym = reader.take(ex.z_tables, chan.numpy())
         if np.abs(z_sym).max(initial=0) > Z_LIMIT:
             raise FormatError("hyper-latent value out of range")
         scales_q, means_q = ex.hyper_params(torch.from_numpy(z_sym).view(1, self.N, h, w), q_milli,
                                             None if tile is None else max(1, tile // 4))
-        y_sym, means_q = self._decode_y(ex, reader, scales_q, means_q, tile)
-        reader.finish()
-        return y_sym, means_q
+        return self._decode_y(ex, reader, scales_q, means_q, tile)
 
     def _decode_y(self, ex: ExactParams, reader: StreamReader, scales_q: Tensor, means_q: Tensor,
                   tile: int | None) -> tuple[Tensor, Tensor]:
@@ -190,10 +299,10 @@ class GainedHyperprior(nn.Module):
         return torch.from_numpy(reader.take(ex.y_tables, index.numpy())).view_as(index), means_q
 
     @torch.no_grad()
-    def decompress(self, streams: dict[str, bytes], z_hw: tuple[int, int], q_milli: int,
-                   tile: int | None = None) -> Tensor:
-        """Inverse of :meth:`compress`: streams -> y_hat (1, M, 4h, 4w)."""
-        y_sym, means_q = self.decode_latents(streams, z_hw, q_milli, tile)
+    def decode(self, reader: StreamReader, z_hw: tuple[int, int], q_milli: int,
+               tile: int | None = None) -> Tensor:
+        """Inverse of :meth:`encode`: -> y_hat (1, M, 4h, 4w) for z of size ``z_hw``."""
+        y_sym, means_q = self._decode_ints(reader, z_hw, q_milli, tile)
         _, ig = self.gain(self._float_level(q_milli, 1, self.gain.log_gain.device))
         return self._y_hat(y_sym, means_q, tile).to(ig.device) * ig
 
@@ -201,105 +310,12 @@ class GainedHyperprior(nn.Module):
         """What the synthesis gets (gained domain, fp32) from the decoded integers."""
         return (y_sym.double() + means_q.double() / 2**ACT_BITS).float()
 
-    def _require_exact(self) -> ExactParams:
-        if self.exact is None:
-            raise RuntimeError("exported exact parameters are not loaded (see liccodec.weights)")
-        return self.exact
-
-    def aux_loss(self) -> Tensor:
-        return self.entropy_bottleneck.loss()
-
 
 def _quantize_y(y_g: Tensor, scales: Tensor, means: Tensor, training: bool) -> tuple[Tensor, Tensor]:
     """(likelihoods, what the synthesis sees): noise for the rate in training, rounding
     around the mean otherwise; straight-through rounding for the synthesis either way."""
     noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if training else torch.round(y_g - means) + means
     return gaussian_likelihood(noisy, scales, means), ste_round(y_g - means) + means
-
-
-def _streams(writer: StreamWriter) -> dict[str, bytes]:
-    """The container streams of a finished writer (the escape stream only when not empty)."""
-    words, escapes = writer.finish()
-    return {LATENT_STREAM: words, **({ESCAPE_STREAM: escapes} if escapes else {})}
-
-
-def _level_split(q_milli: int, levels: int) -> tuple[int, int]:
-    """Quality in thousandths (1000 = level 0) -> (lower level, weight of the upper in 1/1000)."""
-    lv = q_milli - Q_UNIT
-    if not 0 <= lv <= (levels - 1) * Q_UNIT:
-        raise ValueError(f"quality {q_milli / Q_UNIT} outside [1, {levels}]")
-    lo, f = divmod(lv, Q_UNIT)
-    if lo == levels - 1 and levels > 1:
-        lo, f = levels - 2, Q_UNIT
-    return lo, f
-
-
-def _round_div(n: Tensor, d: int) -> Tensor:
-    return torch.div(n + d // 2, d, rounding_mode="floor")
-
-
-@dataclass
-class ExactParams:
-    """The exported, integer-only state that decides the coder's parameters."""
-
-    hs: IntegerNet
-    z_median: Tensor      # (N,) int64, ACT_BITS fractional bits
-    inv_hyper_gain: Tensor  # (levels, N) int64, GAIN_BITS fractional bits
-    thresholds: Tensor    # (S-1,) int64: scale-index boundaries, ACT_BITS fractional bits
-    z_tables: TableSet
-    y_tables: TableSet
-    cc: tuple[IntegerNet, ...] = ()  # channel-conditional slice networks (latent.channelwise)
-
-    @classmethod
-    def from_tensors(cls, t: dict[str, Tensor]) -> "ExactParams":
-        def tables(p: str) -> TableSet:
-            return TableSet(t[f"{p}.pmf"].numpy(), t[f"{p}.length"].numpy(), t[f"{p}.offset"].numpy())
-        cc = []
-        while f"exact.cc.{len(cc)}.0.weight" in t:
-            cc.append(IntegerNet.from_tensors(t, f"exact.cc.{len(cc)}"))
-        return cls(IntegerNet.from_tensors(t, "exact.h_s"), t["exact.z_median"], t["exact.inv_hyper_gain"],
-                   t["exact.thresholds"], tables("exact.z_tables"), tables("exact.y_tables"), tuple(cc))
-
-    def hyper_params(self, z_sym: Tensor, q_milli: int, tile: int | None = None) -> tuple[Tensor, Tensor]:
-        """z symbols (B, N, h, w) int64 -> (scales, means) of y, both in ACT_BITS fixed point.
-
-        ``tile`` (a core side in z positions) runs the integer hyper-synthesis tile by tile
-        with a halo covering its receptive field; integer arithmetic makes that bit-identical
-        to the whole-latent result while bounding the float64 convolutions' buffers.
-        """
-        lo, f = _level_split(q_milli, self.inv_hyper_gain.shape[0])
-        hi = min(lo + 1, self.inv_hyper_gain.shape[0] - 1)
-        g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
-        num = ((z_sym << ACT_BITS) + self.z_median.view(1, -1, 1, 1)) * g.view(1, -1, 1, 1)
-        z_hat = _round_div(num, Q_UNIT << GAIN_BITS)
-        params = self.hs(z_hat) if tile is None else run_tiled(self.hs, z_hat, Geometry.of(self.hs), tile)
-        scales, means = params.chunk(2, dim=1)
-        return scales, means
-
-    def index(self, scales_q: Tensor) -> Tensor:
-        """Scale-table index of each fixed-point scale (the nearest table entry in log scale)."""
-        return torch.searchsorted(self.thresholds, scales_q.contiguous().view(-1)).view_as(scales_q)
-
-
-def export_exact(codec: "GainedHyperprior", scales: np.ndarray | None = None) -> dict[str, Tensor]:
-    """Integer hyper-synthesis, fixed-point medians/gains and coding tables (export time only)."""
-    scales = scale_table() if scales is None else scales
-    out = {}
-    for name, net in codec.integer_nets().items():
-        out.update(IntegerNet.from_float(net).to_tensors(f"exact.{name}"))
-    eb = codec.entropy_bottleneck
-    q = prior_quantiles(eb)
-    med = q[:, 0, 1]
-    out["exact.z_median"] = torch.round(med * 2**ACT_BITS).to(torch.int64)
-    ihg = codec.hyper_gain.log_inv_gain.detach().double().exp().clamp(2.0**-8, 64.0)
-    out["exact.inv_hyper_gain"] = torch.round(ihg * 2**GAIN_BITS).to(torch.int64)
-    bounds = np.sqrt(scales[:-1] * scales[1:])
-    out["exact.thresholds"] = torch.from_numpy(np.ceil(bounds * 2**ACT_BITS).astype(np.int64))
-    pmf, length, offset = gaussian_tables(scales)
-    out.update({"exact.y_tables.pmf": torch.from_numpy(pmf), "exact.y_tables.length": torch.from_numpy(length),
-                "exact.y_tables.offset": torch.from_numpy(offset)})
-    out.update(_z_tables(eb, q))
-    return out
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ class CharmConfig(MshConfig):
 class ChannelConditionalCodec(MeanScaleHyperprior):
     """Variable-rate channel-conditional hyperprior. ``level`` is a float in [0, levels-1]."""
 
-    def _latent(self, cfg: CharmConfig, init_log_gain: Tensor, inference: bool) -> ChannelConditional:
+    @staticmethod
+    def _latent(cfg: CharmConfig, init_log_gain: Tensor, inference: bool) -> ChannelConditional:
         return ChannelConditional(cfg.N, cfg.M, cfg.levels, cfg.slices, cfg.hidden, init_log_gain,
                                   inference, cfg.lrp)

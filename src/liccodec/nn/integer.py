@@ -40,6 +40,13 @@ class IntLayer:
     output_padding: int
     relu: bool
 
+    def axis_ops(self) -> list[tuple[bool, int, int, int]]:
+        """(transposed, kernel, stride, padding) along each axis (``liccodec.tiling``)."""
+        k = self.weight.shape[-1]
+        if self.weight.shape[-2] != k:
+            raise ValueError("tiling needs square kernels")
+        return [(self.kind == "deconv", k, self.stride, self.padding)]
+
     def __call__(self, x: Tensor) -> Tensor:
         xd, wd = x.to(torch.float64), self.weight.to(torch.float64)
         if self.kind == "conv":
@@ -62,6 +69,9 @@ class IntegerNet:
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def axis_ops(self) -> list[tuple[bool, int, int, int]]:
+        return [op for layer in self.layers for op in layer.axis_ops()]
 
     @classmethod
     def from_float(cls, seq: nn.Sequential) -> "IntegerNet":

@@ -142,6 +142,10 @@ class GDN(nn.Module):
         self.beta = nn.Parameter(self.beta_reparam.init(torch.ones(channels)))
         self.gamma = nn.Parameter(self.gamma_reparam.init(gamma_init * torch.eye(channels)))
 
+    def axis_ops(self) -> tuple:
+        """Pointwise in space: no receptive field of its own (``liccodec.tiling``)."""
+        return ()
+
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
         beta = self.beta_reparam(self.beta)

@@ -86,14 +86,14 @@ def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir:
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"model_id": model_id, "arch": arch, "config": json.dumps(cfg)})
     os.replace(tmp, path)
-    levels = model.cfg.levels
+    q_min, q_max, q_default = model.quality_range()
     entry = {
         "arch": arch,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
         "file": path.name,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
-        "quality": {"min": 1.0, "max": float(levels), "default": float(levels // 2 + 1)},
+        "quality": {"min": q_min, "max": q_max, "default": q_default},
         "metric": "mse",
         "description": description,
         "licence": "weights: Apache-2.0 (this project); trained on research-only data, see training.data",

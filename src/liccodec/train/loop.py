@@ -85,8 +85,10 @@ class Trainer:
         for n, p in self.model.named_parameters():
             if n.startswith(frozen):
                 p.requires_grad_(False)
-        main = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.endswith("quantiles")]
-        aux = [p for n, p in self.model.named_parameters() if p.requires_grad and n.endswith("quantiles")]
+        # the latent codec's own auxiliary parameters get their own optimizer (its aux_loss)
+        aux_ids = {id(p) for p in self.model.latent.aux_parameters()}
+        main = [p for p in self.model.parameters() if p.requires_grad and id(p) not in aux_ids]
+        aux = [p for p in self.model.parameters() if p.requires_grad and id(p) in aux_ids]
         if not main:
             raise ValueError(f"freeze={list(frozen)} leaves nothing to train")
         self.opt = torch.optim.Adam(main, lr=self.cfg.lr)
@@ -164,17 +166,9 @@ class Trainer:
         return {"loss": loss.item(), "bpp": bpp.mean().item(), "mse": mse.mean().item(),
                 "aux": aux.item(), "lr": lr}
 
-    @torch.no_grad()
     def solve_quantiles(self) -> None:
-        """Set the z prior's quantiles (median and tails) to their exact values.
-
-        The auxiliary loss alone moves them ~lr per step, far too slowly after a warm start
-        or a big change of the prior; the median sets the rounding grid of z in training,
-        so a lagging one would train h_s on a grid that coding does not use."""
-        from liccodec.latent.hyperprior import prior_quantiles
-
-        eb = self.model.latent.entropy_bottleneck
-        eb.quantiles.copy_(prior_quantiles(eb).to(eb.quantiles))
+        """Let the latent codec set its closed-form training state (the z prior's quantiles)."""
+        self.model.latent.refresh()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -201,7 +195,7 @@ class Trainer:
         coder.eval()
         res = {}
         for lv in self.cfg.val_levels:
-            q_milli = int(round((lv + 1) * 1000))
+            q_milli = coder.quality_milli(lv)
             est, real, p_est, p_real = [], [], [], []
             for p in paths:
                 rgb = load_rgb(p)

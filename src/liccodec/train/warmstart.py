@@ -10,8 +10,10 @@ start therefore
 * loads the factorized prior of z when the file carries its float parameters (exports
   since session 2 do); older files hold only its tables, so it starts fresh and
   relearns in a few hundred steps (it carries a few percent of the bits),
-* maps gain tables (the source's lambdas come from the file's metadata) onto a different lambda set: a lambda the source has keeps its row,
-  a new one is interpolated (or extrapolated) linearly in log-lambda per channel.
+* maps the tables with one row per level (``model.level_tables()``: the gains; the source's
+  lambdas come from the file's metadata) onto a different lambda set: a lambda the source
+  has keeps its row, a new one is interpolated (or extrapolated) linearly in log-lambda per
+  channel.
 
 The optimizer starts fresh, so the recipe should warm the learning rate up again.
 """
@@ -24,10 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from liccodec.nn.integer import ACT_BITS, IntegerNet
-
-GAIN_TABLES = ("latent.gain.log_gain", "latent.gain.log_inv_gain",
-               "latent.hyper_gain.log_gain", "latent.hyper_gain.log_inv_gain")
-
 
 def source_lambdas(weights: Path) -> list[float]:
     """The lambda set of shipped weights, from the config in their safetensors metadata."""
@@ -68,12 +66,13 @@ def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = 
     tensors = load_file(weights)
     src, dst = source_lambdas(weights), list(model.cfg.lambdas)
     state = model.state_dict()
+    level_tables = set(model.level_tables())
     new = {}
     for k, v in tensors.items():
         if k.startswith("exact.") or k not in state:
             continue
         v = v.float()
-        if k in GAIN_TABLES and src != dst:
+        if k in level_tables and src != dst:
             v = remap_levels(v, src, dst)
         if v.shape != state[k].shape:
             if k.startswith(tuple(reinit)):

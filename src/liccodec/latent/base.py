@@ -1,0 +1,150 @@
+"""The latent codec contract: what a model's entropy model provides, whatever its kind.
+
+A :class:`LatentCodec` sits between the analysis and the synthesis transform::
+
+    y --[forward: rate estimate, training]--> (y_hat, likelihoods)
+    y --[encode: StreamWriter]--> bits --[decode: StreamReader]--> y_hat   (exact)
+
+It owns its training-only parts, its auxiliary loss, and the integer-only state that decides
+the coder's parameters (its *exact* dataclass, exported into and loaded from the shipped
+weights under ``exact.``). The model around it (``liccodec.models.base``) does tiling,
+precision, the container streams and the weight files, and never reaches inside: a
+hyperprior, a channel-wise or a checkerboard codec plug into any pair of transforms.
+
+Qualities travel as integers in thousandths (``q_milli``): quality 1.0 is trained level 0,
+quality ``levels`` the last one; fractional qualities interpolate between levels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from liccodec.entropy import StreamReader, StreamWriter
+from liccodec.errors import FormatError
+
+Q_UNIT = 1000            # qualities travel as integers in thousandths
+
+# container streams: the rANS words of every latent (in decoding order) and their escapes
+LATENT_STREAM = "ans"
+ESCAPE_STREAM = "esc"
+
+
+def level_of_quality(q_milli: int) -> float:
+    """Trained level (0-based, fractional) of a quality in thousandths."""
+    return (q_milli - Q_UNIT) / Q_UNIT
+
+
+def quality_of_level(level: float) -> int:
+    """Quality in thousandths of a (fractional) trained level: level 0 is quality 1."""
+    return int(round((level + 1) * Q_UNIT))
+
+
+@dataclass
+class LatentOut:
+    y_hat: Tensor                     # what the synthesis gets
+    likelihoods: dict[str, Tensor]    # per latent, for the rate term
+
+
+class LatentCodec(nn.Module):
+    """Base of the latent codecs. Subclasses implement :meth:`forward`, :meth:`encode`,
+    :meth:`decode` and :meth:`export_exact`, and name their exact dataclass in ``exact_cls``
+    (a class with ``from_tensors(dict) -> instance``)."""
+
+    #: state-dict prefixes (relative to the codec) that only training holds: coding reads the
+    #: exported exact state instead, so inference builds leave them out
+    training_only: ClassVar[tuple[str, ...]] = ()
+    #: prefixes of shipped float tensors that coding never reads (see :meth:`reference_tensors`)
+    reference_only: ClassVar[tuple[str, ...]] = ()
+    #: prefixes of float parameters shipped in float16 (the rest ship in float32)
+    float16_export: ClassVar[tuple[str, ...]] = ()
+    #: y positions per position of the coarsest latent: y's sides are multiples of this
+    downsampling: ClassVar[int] = 1
+    exact_cls: ClassVar[type]
+    exact: Any = None
+
+    # ---- training ---------------------------------------------------------------------
+    def forward(self, y: Tensor, level: Tensor) -> LatentOut:
+        """Rate estimate at fractional ``level`` (B,); noise or rounding as in training."""
+        raise NotImplementedError
+
+    def aux_loss(self) -> Tensor:
+        """A loss of its own (e.g. a density model's quantiles); zero when none."""
+        return torch.zeros(())
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by :meth:`aux_loss` only (a separate optimizer)."""
+        return []
+
+    def refresh(self) -> None:
+        """Set training state that has a closed form instead of a gradient (e.g. the
+        quantiles of the z prior). Training calls it after a warm start and every
+        ``solve_quantiles_every`` steps."""
+
+    def level_tables(self) -> tuple[str, ...]:
+        """Names of (levels, C) parameters with one row per trained level: a warm start onto
+        another lambda set interpolates their rows (``liccodec.train.warmstart``)."""
+        return ()
+
+    def integer_nets(self) -> dict[str, nn.Sequential]:
+        """Float networks that ship as exact integer networks (``exact.<name>``), by name."""
+        return {}
+
+    # ---- export -------------------------------------------------------------------------
+    def export_exact(self) -> dict[str, Tensor]:
+        """The integer-only state that decides the coder's parameters, as ``exact.*`` tensors."""
+        raise NotImplementedError
+
+    def load_exact(self, tensors: dict[str, Tensor]) -> None:
+        self.exact = self.exact_cls.from_tensors(tensors)
+
+    def reference_tensors(self) -> dict[str, Tensor]:
+        """Float tensors (names relative to the codec) shipped for warm starts and reference
+        comparisons, never read by coding; under :attr:`reference_only` prefixes."""
+        return {}
+
+    def _require_exact(self) -> Any:
+        if self.exact is None:
+            raise RuntimeError("exported exact parameters are not loaded (see liccodec.weights)")
+        return self.exact
+
+    # ---- exact coding -----------------------------------------------------------------
+    def encode(self, y: Tensor, q_milli: int, writer: StreamWriter, tile: int | None = None) -> Tensor:
+        """Code y (1, M, h, w) at ``q_milli`` into ``writer``; returns the decoder's y_hat.
+        ``tile`` (a core side in y positions) only bounds memory: the bits are the same."""
+        raise NotImplementedError
+
+    def decode(self, reader: StreamReader, hw: tuple[int, int], q_milli: int,
+               tile: int | None = None) -> Tensor:
+        """Inverse of :meth:`encode`; ``hw`` is y's size in units of :attr:`downsampling`."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def compress(self, y: Tensor, q_milli: int, tile: int | None = None) -> tuple[dict[str, bytes], Tensor]:
+        """y -> (container streams, the decoder's y_hat)."""
+        writer = StreamWriter()
+        y_hat = self.encode(y, q_milli, writer, tile)
+        return streams_of(writer), y_hat
+
+    @torch.no_grad()
+    def decompress(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int,
+                   tile: int | None = None) -> Tensor:
+        """Inverse of :meth:`compress`: streams -> y_hat."""
+        reader = reader_of(streams)
+        y_hat = self.decode(reader, hw, q_milli, tile)
+        reader.finish()
+        return y_hat
+
+
+def streams_of(writer: StreamWriter) -> dict[str, bytes]:
+    """The container streams of a finished writer (the escape stream only when not empty)."""
+    words, escapes = writer.finish()
+    return {LATENT_STREAM: words, **({ESCAPE_STREAM: escapes} if escapes else {})}
+
+
+def reader_of(streams: dict[str, bytes]) -> StreamReader:
+    if LATENT_STREAM not in streams:
+        raise FormatError(f"missing stream {LATENT_STREAM!r}")
+    return StreamReader(streams[LATENT_STREAM], streams.get(ESCAPE_STREAM, b""))
