@@ -64,3 +64,4 @@ def run() -> None:  # pragma: no cover - console entry point
 from liccodec.cli import codec as _codec  # noqa: E402,F401  (registers subcommands)
 from liccodec.cli import train as _train  # noqa: E402,F401
 from liccodec.cli import eval as _eval  # noqa: E402,F401
+from liccodec.cli import bench as _bench  # noqa: E402,F401

@@ -1,0 +1,66 @@
+"""lic bench: whole-process timing with ratios, and the in-process stage profile."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from click.testing import CliRunner
+from PIL import Image
+
+from liccodec.eval.speed import Stopwatch, cli_tools, profile_stages
+
+
+def test_stopwatch_times_named_calls_once_and_restores_them():
+    class Net:
+        def inner(self, x):
+            return x + 1
+
+        def outer(self, x):
+            return self.inner(x) * 2
+
+    net = Net()
+    sw = Stopwatch()
+    with sw.patch([(Net, "inner", "inner"), (Net, "outer", "outer"), (None, "x", "skipped")]):
+        assert net.outer(1) == 4
+        assert net.inner(1) == 2
+    assert set(sw.seconds) == {"outer", "inner"}  # inner inside outer counts in outer only
+    assert "inner" in vars(Net) and Net.inner.__name__ == "inner"  # restored, not left wrapped
+    obj = SimpleNamespace(f=lambda: 3)
+    with sw.patch([(obj, "f", "f")]):
+        obj.f()
+    assert obj.f() == 3
+
+
+def test_cli_tools_name_what_is_missing(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/lic" if name == "lic" else None)
+    tools, missing = cli_tools(["msh.tiny"], 2.0, 2, 28, 1.5)
+    assert list(tools) == ["lic msh.tiny"] and set(missing) == {"avif", "jxl"}
+    enc, dec, suffix = tools["lic msh.tiny"]
+    assert enc[:2] == ["lic", "encode"] and "-q" in enc and dec[:2] == ["lic", "decode"] and suffix == ".lic"
+
+
+def test_profile_splits_encode_and_decode_into_stages(tiny, photo, tmp_path):
+    path = tmp_path / "p.png"
+    Image.fromarray(photo).save(path)
+    p = profile_stages(tiny, path, 2.0, repeats=1)
+    for side, stage in (("encode", "analysis g_a"), ("encode", "rANS"), ("decode", "synthesis g_s"),
+                        ("decode", "integer networks (h_s, slice nets)")):
+        assert getattr(p, side)[stage] > 0, (side, stage)
+    for side in (p.encode, p.decode):
+        assert abs(sum(v for k, v in side.items() if k != "total") - side["total"]) < 1e-9
+    assert set(p.startup) == {"import lic CLI", "import torch", "load + verify weights"}
+
+
+def test_bench_command_times_lic_processes(tiny, tmp_path, photo, monkeypatch):
+    from liccodec.cli.main import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    monkeypatch.setattr("liccodec.eval.speed.shutil.which",
+                        lambda name, _w=__import__("shutil").which: _w(name) if name == "lic" else None)
+    report = tmp_path / "speed.md"
+    res = CliRunner().invoke(main, ["bench", str(folder), "--models", tiny, "-q", "2", "--no-profile",
+                                    "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    text = report.read_text()
+    assert "| lic msh.tiny |" in text and "avif left out" in text
