@@ -162,3 +162,55 @@ def test_tiny_images(tiny):
 def test_decode_rgb_is_8bit_plane(tiny, photo):
     _, rgb, alpha = decode_rgb(liccodec.encode(Image.fromarray(photo), model=tiny, quality=1))
     assert rgb.dtype == np.uint8 and rgb.shape == photo.shape and alpha is None
+
+
+def test_decode_takes_a_path_like_encode(tiny, photo, tmp_path):
+    """Issue 19.12: liccodec.decode("x.lic") decodes the file (bytes stay bytes)."""
+    data = liccodec.encode(Image.fromarray(photo), model=tiny, quality=2)
+    path = tmp_path / "x.lic"
+    path.write_bytes(data)
+    ref = np.asarray(liccodec.decode(data))
+    np.testing.assert_array_equal(np.asarray(liccodec.decode(str(path))), ref)
+    np.testing.assert_array_equal(np.asarray(liccodec.decode(path)), ref)
+    np.testing.assert_array_equal(np.asarray(liccodec.decode(bytearray(data))), ref)
+    with pytest.raises(UsageError):
+        liccodec.decode(tmp_path / "missing.lic")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` RGB and holds no pixels: tiny, huge on paper."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_huge_declared_image_gets_our_error_not_pillows_warning(tiny):
+    """Issue 19.7: a 12000x12000 PNG is refused from its header (no pixel decoded, no
+    DecompressionBombWarning leaking), with the limit and how to raise it."""
+    import warnings
+
+    from liccodec.errors import InputImageError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InputImageError, match="12000x12000.*LICCODEC_MAX_PIXELS"):
+            liccodec.encode(_png_header_only(12000, 12000), model=tiny)
+        with pytest.raises(InputImageError, match="too big"):   # past Pillow's own hard limit
+            liccodec.encode(_png_header_only(20000, 20000), model=tiny)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)], caught
+
+
+def test_multi_page_tiff_is_refused_unless_first_frame(tiny, photo):
+    """Issue 19.9: frames are never dropped silently."""
+    from liccodec.errors import InputImageError
+
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "TIFF", save_all=True, append_images=[Image.fromarray(photo[::-1])])
+    with pytest.raises(InputImageError, match="2 frames"):
+        liccodec.encode(buf.getvalue(), model=tiny)
+    one = liccodec.encode(buf.getvalue(), model=tiny, first_frame=True)
+    assert one == liccodec.encode(Image.fromarray(photo), model=tiny)

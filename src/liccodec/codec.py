@@ -114,9 +114,13 @@ def encode_analysis(analysis: Analysis, q_milli: int) -> Encoded:
 
 
 def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
-           quality: float | None = None) -> bytes:
-    """Encode an image (path, encoded bytes or Pillow image) into .lic bytes."""
-    return encode_planes(split(open_image(image)), model, quality).data
+           quality: float | None = None, first_frame: bool = False) -> bytes:
+    """Encode an image (path, encoded bytes or Pillow image) into .lic bytes.
+
+    An image file with several frames (animated GIF, multi-page TIFF) is refused with
+    ``InputImageError`` unless ``first_frame`` (then frame 1 alone is coded).
+    """
+    return encode_planes(split(open_image(image, first_frame)), model, quality).data
 
 
 def _model_for(header: Header):
@@ -147,7 +151,25 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     return header, rgb, alpha
 
 
-def decode(data: bytes) -> Image.Image:
-    """Decode .lic bytes into a Pillow image of the original size and mode."""
+def decode(data: bytes | str | Path) -> Image.Image:
+    """Decode a .lic file (its bytes, or a path like :func:`encode` takes) into a Pillow image
+    of the original size and mode.
+
+    Images over ``imageio.max_pixels()`` (``$LICCODEC_MAX_PIXELS``) are refused with
+    ``UsageError`` before decoding, as the encoder refuses them.
+    """
+    from liccodec.container import read_header
+    from liccodec.imageio import check_pixels
+
+    if isinstance(data, (str, Path)):
+        try:
+            data = Path(data).read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"no such file: {data}") from None
+        except IsADirectoryError:
+            raise UsageError(f"{data} is a folder") from None
+    data = bytes(data)
+    h = read_header(data)
+    check_pixels(h.width, h.height, "this file's image", UsageError)
     header, rgb, alpha = decode_rgb(data)
     return merge(rgb, alpha, header.mode, header.bit_depth)

@@ -11,12 +11,22 @@ What is coded, per input mode:
   16-bit again (x 257). The header records the bit depth.
 * 1, CMYK, YCbCr, LAB, HSV: converted to RGB (or L for 1-bit).
 * EXIF orientation is applied before coding, so the decoded image is upright.
+* Several frames (animated GIF/PNG/WebP, multi-page TIFF): refused (:class:`InputImageError`)
+  unless the caller asks for the first frame only (``first_frame=True``, ``--first-frame``):
+  frames are never dropped silently. A JPEG's MPO extras (a phone's depth map or preview)
+  are not frames: such a JPEG is its primary picture.
 
 Output pixel size always equals input pixel size.
+
+Size: at most :func:`max_pixels` pixels (default 64 Mpx, ``$LICCODEC_MAX_PIXELS``), checked
+from the file's header before any pixel is decoded, because coding memory grows with the
+image (docs/big-images.md) even where the file is tiny.
 """
 from __future__ import annotations
 
 import io
+import os
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +38,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from liccodec.container import MAX_PIXELS, MAX_SIDE, Mode
-from liccodec.errors import FormatError, InputImageError
+from liccodec.errors import FormatError, InputImageError, LicError
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -64,15 +74,73 @@ class Planes:
         return self.rgb.shape[1], self.rgb.shape[0]
 
 
-def open_image(src: str | Path | bytes | Image.Image) -> Image.Image:
+#: Largest image (pixels) coded by default: encoding it peaks at about 7.5 GiB with charm.mse
+#: (docs/big-images.md). The format allows 268 Mpx; those need $LICCODEC_MAX_PIXELS and memory.
+DEFAULT_MAX_PIXELS = 1 << 26
+
+
+def max_pixels() -> int:
+    """The largest image encoded or decoded: ``$LICCODEC_MAX_PIXELS`` or 64 Mpx (2^26)."""
+    v = os.environ.get("LICCODEC_MAX_PIXELS", "")
+    if not v:
+        return DEFAULT_MAX_PIXELS
+    try:
+        n = int(float(v))
+    except ValueError:
+        raise InputImageError(f"LICCODEC_MAX_PIXELS={v!r} is not a number of pixels") from None
+    return min(max(n, 1), MAX_PIXELS)
+
+
+def check_pixels(width: int, height: int, what: str = "image", error: type[LicError] = InputImageError) -> None:
+    """Refuse an image over :func:`max_pixels`, naming the limit and how to raise it."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise error(
+            f"{what} is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the limit of "
+            f"{limit / 1e6:.1f} megapixels: coding it needs about {_gib(width * height):.0f} GiB of memory. "
+            f"Set LICCODEC_MAX_PIXELS (at most {MAX_PIXELS}) to allow it (docs/big-images.md)")
+
+
+def _gib(pixels: int) -> float:
+    # encode peak of charm.mse, measured (docs/big-images.md): about 1 GiB + 100 bytes per pixel
+    return 1.0 + 100 * pixels / (1 << 30)
+
+
+def frame_count(img: Image.Image) -> int:
+    if img.format == "MPO":  # a JPEG with a depth map or preview beside the photo: one picture
+        return 1
+    try:
+        return int(getattr(img, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - a broken frame index: Pillow reads frame 1 only anyway
+        return 1
+
+
+def open_image(src: str | Path | bytes | Image.Image, first_frame: bool = False) -> Image.Image:
+    """Open and decode an image file (path or bytes); a Pillow image is returned as is.
+
+    The size limit is checked before the pixels are decoded. An input with several frames
+    is refused unless ``first_frame`` (then frame 1 is coded, and the caller said so).
+    """
     if isinstance(src, Image.Image):
         return src
+    name = "<bytes>" if isinstance(src, (bytes, bytearray, memoryview)) else str(src)
     try:
-        img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
+        with warnings.catch_warnings():  # our own limit below says it better than Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray, memoryview)) else src)
+        check_pixels(*img.size, what=name)
+        frames = frame_count(img)
+        if frames > 1 and not first_frame:
+            raise InputImageError(
+                f"{name} has {frames} frames ({img.format}): liccodec codes one still picture; "
+                "pass --first-frame (Python: first_frame=True) to code frame 1 only")
         img.load()
     except FileNotFoundError:
         raise InputImageError(f"no such file: {src}") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise InputImageError(f"{name} is too big for Pillow to open ({e}); liccodec's limit is "
+                              f"{max_pixels() / 1e6:.1f} megapixels") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputImageError(f"cannot read image: {e}") from None
     return img
 
