@@ -12,21 +12,30 @@ Guarantees, whatever the engine:
   atomically (temp file + rename) by its own task, exceptions become failed outcomes, and
   a worker process that dies (crash, out of memory) is replaced; the files it was running
   are retried one by one in isolation, so only the one that kills a worker fails.
-* Resumable: the per-file function skips an output that exists and is valid, and redoes
-  one that is not. Outputs are never partial under their final name; temp files a killed
-  run left behind are removed by the next run (:func:`remove_stale_parts`).
+* Resumable, never stale: a state file in the output folder (:data:`STATE_NAME`) records
+  what each output was made from (the input's name, size and mtime, the model, weights
+  digest and quality or target) and the output's own size and mtime. The per-file function
+  skips an output only when that record matches and the output is valid, and redoes it
+  otherwise (changed input, other settings, damaged or foreign output). Outputs are never
+  partial under their final name; temp files a killed run left behind are removed by the
+  next run (:func:`remove_stale_parts`).
+* One output per input: inputs whose outputs would share a name (``a.png`` and ``a.jpg``,
+  or ``b.png`` and ``b.PNG``) keep their suffix in it (``a.png.lic``); names that still
+  clash, compared case-insensitively, stop the run before anything is coded (:func:`plan`).
 * Bounded memory for huge folders: only a few tasks per worker are in flight at a time,
   and progress totals are kept incrementally.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import threading
 import time
+import unicodedata
 import warnings
-from collections import deque
+from collections import Counter, deque
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -40,12 +49,15 @@ from liccodec.errors import UsageError
 ENGINES = ("local", "ray")
 IN_FLIGHT_PER_WORKER = 2       # queued tasks per worker: keeps workers busy, memory bounded
 STALE_PART_SECONDS = 3600      # temp files older than this belong to a run that died
+STATE_NAME = ".lic-batch.json"  # in the output folder: what each output was made from
+STATE_FLUSH_SECONDS = 10.0     # the state file is rewritten at most this often (and at the end)
 
 
 @dataclass
 class Job:
     src: Path
     dst: Path
+    record: dict | None = None   # the state file's record of the existing dst, if any
 
 
 @dataclass
@@ -59,13 +71,22 @@ class Outcome:
     pixels: int = 0
     seconds: float = 0.0
     error: str = ""
+    record: dict | None = None   # what the written dst was made from (see :func:`make_record`)
 
 
 Work = Callable[[Job], Outcome]
 
 
 def plan(src_dir: Path, dst_dir: Path, decode: bool, out_suffix: str) -> list[Job]:
-    """Every input under ``src_dir`` (recursively) and its mirrored output path."""
+    """Every input under ``src_dir`` (recursively) and its mirrored output path.
+
+    The output is the input's path under ``dst_dir`` with ``out_suffix`` for its suffix
+    (``a.png`` -> ``a.lic``). Inputs of one folder whose outputs would then share a name,
+    compared case-insensitively (``a.png`` and ``a.jpg``; ``b.png`` and ``b.PNG``), keep their
+    suffix instead (``a.png.lic``, ``a.jpg.lic``). If names still clash (``b.png.lic`` and
+    ``b.PNG.lic`` are one file on a case-insensitive disk), :class:`UsageError` names them and
+    nothing is coded: no two inputs ever map to one output.
+    """
     from liccodec.train.data import IMAGE_SUFFIXES  # imports torch: not at module import
 
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
@@ -75,16 +96,130 @@ def plan(src_dir: Path, dst_dir: Path, decode: bool, out_suffix: str) -> list[Jo
         files = sorted(p for p in src_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if dst_dir.resolve().is_relative_to(src_dir.resolve()) and dst_dir.resolve() != src_dir.resolve():
         files = [f for f in files if not f.resolve().is_relative_to(dst_dir.resolve())]
-    return [Job(f, (dst_dir / f.relative_to(src_dir)).with_suffix(out_suffix)) for f in files]
+    return [Job(f, dst_dir / n) for f, n in zip(files, output_names([f.relative_to(src_dir) for f in files],
+                                                                    out_suffix))]
 
 
-def remove_stale_parts(jobs: Iterable[Job], max_age_s: float = STALE_PART_SECONDS) -> int:
+def _folded(p: Path) -> str:
+    """A name as a case-insensitive (and Unicode-normalising) file system compares it."""
+    return unicodedata.normalize("NFC", p.as_posix()).casefold()
+
+
+def output_names(rel: list[Path], suffix: str) -> list[Path]:
+    """The output names of inputs ``rel`` (relative paths); see :func:`plan` for the rule."""
+    plain = [r.with_suffix(suffix) for r in rel]
+    shared = Counter(_folded(p) for p in plain)
+    names = [r.with_name(r.name + suffix) if shared[_folded(p)] > 1 else p for r, p in zip(rel, plain)]
+    first: dict[str, Path] = {}
+    clashes: list[str] = []
+    for r, n in zip(rel, names):
+        k = _folded(n)
+        if k in first:
+            clashes.append(f"{first[k]} and {r} (-> {n})")
+        else:
+            first[k] = r
+    if clashes:
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        raise UsageError("inputs whose outputs would have the same name (compared case-insensitively): "
+                         + "; ".join(clashes[:5]) + more + ". Rename one of each; nothing was coded")
+    return names
+
+
+# ---- the state file: what each output was made from -------------------------------------------
+
+def stamp(path: Path) -> dict:
+    """Size and modification time of a file: what tells a changed input or output."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def make_record(job: Job, src_stamp: dict, params: dict) -> dict:
+    """The record of a just-written ``job.dst``: made from ``job.src`` (as ``src_stamp``,
+    taken *before* it was read) with ``params`` (JSON values: model, digest, quality ...)."""
+    return {"src": {"name": job.src.name, **src_stamp}, "params": params, "out": stamp(job.dst)}
+
+
+def up_to_date(job: Job, src_stamp: dict, params: dict) -> bool:
+    """Whether ``job.dst`` is recorded as made from ``job.src`` as it is now, with ``params``,
+    and is unchanged since. The caller still checks that the output is valid."""
+    if not job.record:
+        return False
+    try:
+        now = {"src": {"name": job.src.name, **src_stamp}, "params": params, "out": stamp(job.dst)}
+    except OSError:
+        return False
+    return job.record == json.loads(json.dumps(now))  # compare as the state file stores it
+
+
+class State:
+    """The state file of an output folder (:data:`STATE_NAME`): ``{"outputs": {dst: record}}``
+    with ``dst`` relative to the folder. Written atomically, at most every few seconds and at
+    the end, by the driver only (workers report records in their outcomes). A run killed
+    between two writes loses the records since the last one: those outputs are redone."""
+
+    VERSION = 1
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.path = self.root / STATE_NAME
+        self.changes: dict[str, dict | None] = {}
+        self.last_flush = time.monotonic()
+        self.flush_cost = 0.0
+
+    def _read(self) -> dict[str, dict]:
+        try:
+            d = json.loads(self.path.read_bytes())
+            if d.get("version") == self.VERSION and isinstance(d.get("outputs"), dict):
+                return d["outputs"]
+        except (OSError, ValueError, AttributeError):
+            pass  # missing or damaged: every output is redone once, nothing is lost
+        return {}
+
+    def _key(self, dst: Path) -> str:
+        return Path(dst).relative_to(self.root).as_posix()
+
+    def attach(self, jobs: list[Job]) -> None:
+        """Give each job the record of its existing output."""
+        outputs = self._read()
+        for j in jobs:
+            j.record = outputs.get(self._key(j.dst))
+
+    def record(self, o: Outcome) -> None:
+        if o.skipped:
+            return
+        self.changes[self._key(o.dst)] = o.record if o.ok else None
+        # Rewriting a big state file costs time: never spend more than ~5% of the run on it.
+        if time.monotonic() - self.last_flush > max(STATE_FLUSH_SECONDS, 20 * self.flush_cost):
+            self.flush()
+
+    def flush(self) -> None:
+        from liccodec.fileio import atomic_write_bytes
+
+        if not self.changes:
+            return
+        t0 = time.monotonic()
+        outputs = self._read()  # another run may have written it since: keep its records
+        for k, r in self.changes.items():
+            if r is None:
+                outputs.pop(k, None)
+            else:
+                outputs[k] = r
+        atomic_write_bytes(self.path, json.dumps({"version": self.VERSION, "outputs": outputs},
+                                                 separators=(",", ":")).encode())
+        self.changes.clear()
+        self.last_flush = time.monotonic()
+        self.flush_cost = self.last_flush - t0
+
+
+def remove_stale_parts(jobs: Iterable[Job], max_age_s: float = STALE_PART_SECONDS, state: Path | None = None) -> int:
     """Delete temp files (``.NAME.*.part``, see ``liccodec.fileio``) that a killed run left
     beside the planned outputs. Recent ones are kept: another run may be writing them."""
     now, removed = time.time(), 0
     by_dir: dict[Path, set[str]] = {}
     for j in jobs:
         by_dir.setdefault(j.dst.parent, set()).add(j.dst.name)
+    if state is not None:
+        by_dir.setdefault(state.parent, set()).add(state.name)
     for folder, names in by_dir.items():
         if not folder.is_dir():
             continue
@@ -108,8 +243,10 @@ class Progress:
     done, so a resumed run's ETA and rate describe real conversions only.
     """
 
-    def __init__(self, total: int, enabled: bool = True, desc: str = ""):
+    def __init__(self, total: int, enabled: bool = True, desc: str = "", state: State | None = None):
         from tqdm import tqdm
+
+        self.state = state
 
         self.bar = tqdm(total=total, disable=not enabled, unit="img", dynamic_ncols=True, desc=desc or None,
                         smoothing=0.1)
@@ -122,6 +259,8 @@ class Progress:
 
     def record(self, o: Outcome) -> None:
         self.results.append(o)
+        if self.state is not None:
+            self.state.record(o)
         if o.skipped:
             self.skipped += 1
             self.bar.total -= 1
@@ -318,9 +457,14 @@ def run_folder(src: Path, dst: Path, decode: bool, fn: Work, out_suffix: str, jo
     work = plan(src, dst, decode, out_suffix)
     if not work:
         raise UsageError(f"no {'.lic files' if decode else 'images'} found under {src}")
-    removed = remove_stale_parts(work)
+    from liccodec.fileio import check_writable
+
+    state = State(dst)
+    check_writable(state.path)  # an unwritable output folder stops the run before any coding
+    state.attach(work)
+    removed = remove_stale_parts(work, state=state.path)
     t0 = time.perf_counter()
-    prog = Progress(len(work), progress)
+    prog = Progress(len(work), progress, state=state)
     try:
         if engine == "ray":
             from liccodec.engines.ray import run_ray
@@ -331,4 +475,5 @@ def run_folder(src: Path, dst: Path, decode: bool, fn: Work, out_suffix: str, jo
             workers = jobs
     finally:
         prog.close()
+        state.flush()
     return Report(prog.results, time.perf_counter() - t0, engine, workers, decode, removed)

@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from liccodec import batch
 from liccodec.batch import Job, Outcome, Progress, Report
 from liccodec.cli.main import main
+from liccodec.errors import UsageError
 
 
 def _folder(root: Path, photo: np.ndarray, broken: bool = True) -> Path:
@@ -31,7 +33,8 @@ def _lic(*args):
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != batch.STATE_NAME}
 
 
 def test_two_workers_write_the_same_files_and_a_summary_table(tiny, photo, tmp_path):
@@ -67,7 +70,7 @@ def test_rerun_skips_valid_redoes_partial_and_cleans_stale_temp_files(tiny, phot
     assert not stale.exists() and fresh.exists()
     dec = tmp_path / "dec"
     assert _lic("decode", out, "-o", dec, "-j", "2", "--quiet").exit_code == 0
-    assert Image.open(dec / "sub" / "c.png").size == (50, 40)
+    assert Image.open(dec / "sub" / "c.decoded.png").size == (50, 40)
 
 
 def crash_on_b(job: Job) -> Outcome:
@@ -108,3 +111,72 @@ def test_unknown_engine_and_address_without_ray(tiny, photo, tmp_path):
     src = _folder(tmp_path, photo, broken=False)
     r = _lic("encode", src, "-o", tmp_path / "o", "-m", tiny, "--address", "auto")
     assert r.exit_code == 2 and "--engine ray" in r.stderr
+
+
+def test_inputs_whose_names_differ_only_in_suffix_keep_it_in_the_output(tiny, photo, tmp_path):
+    """Issue 19.2: a.png + a.jpg must not both become a.lic (one silently skipped)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo).save(src / "a.png")
+    Image.fromarray(photo[::-1]).save(src / "a.jpg")
+    Image.fromarray(photo[:40, :50]).save(src / "b.png")
+    Image.fromarray(photo[:50, :40]).save(src / "A.webp")    # a.lic, compared case-insensitively
+    out = tmp_path / "out"
+    r = _lic("encode", src, "-o", out, "-m", tiny)
+    assert r.exit_code == 0 and "4 converted, 0 skipped" in r.stderr, r.output
+    assert sorted(p.name for p in out.glob("*.lic")) == ["A.webp.lic", "a.jpg.lic", "a.png.lic", "b.lic"]
+    dec = tmp_path / "dec"
+    assert _lic("decode", out, "-o", dec, "--quiet").exit_code == 0
+    assert Image.open(dec / "b.decoded.png").size == (50, 40)
+    assert Image.open(dec / "A.webp.decoded.png").size == (40, 50)
+    assert not np.array_equal(np.asarray(Image.open(dec / "a.png.decoded.png")),
+                              np.asarray(Image.open(dec / "a.jpg.decoded.png")))
+
+
+def test_names_that_still_clash_stop_the_run_before_coding(tiny, photo, tmp_path):
+    """b.png + b.PNG -> b.png.lic + b.PNG.lic: one file on a case-insensitive disk."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo).save(src / "b.png")
+    Image.fromarray(photo[::-1]).save(src / "b.PNG")
+    Image.fromarray(photo).save(src / "c.png")
+    out = tmp_path / "out"
+    r = _lic("encode", src, "-o", out, "-m", tiny)
+    assert r.exit_code == 2 and "b.png" in r.stderr and "b.PNG" in r.stderr and "nothing was coded" in r.stderr
+    assert not out.exists() or not list(out.rglob("*.lic"))
+    with pytest.raises(UsageError):   # a.png keeps its suffix and meets a.png.jpg's plain name
+        batch.output_names([Path("a.png"), Path("a.png.jpg"), Path("a.jpg")], ".lic")
+
+
+def test_rerun_redoes_outputs_whose_input_changed(tiny, photo, tmp_path):
+    """Issue 19.3: a changed source is coded again, not "skipped (valid output exists)"."""
+    src = _folder(tmp_path, photo, broken=False)
+    out = tmp_path / "out"
+    assert _lic("encode", src, "-o", out, "-m", tiny, "-q", "2", "--quiet").exit_code == 0
+    assert (out / batch.STATE_NAME).exists()
+    old_a, old_c = (out / "a.lic").read_bytes(), (out / "sub" / "c.lic").read_bytes()
+    Image.fromarray(photo[:, ::-1]).save(src / "a.png")              # same size, new pixels
+    os.utime(src / "a.png", ns=(time.time_ns(), time.time_ns() + 10**9))
+    r = _lic("encode", src, "-o", out, "-m", tiny, "-q", "2")
+    assert r.exit_code == 0 and "1 converted, 2 skipped" in r.stderr, r.output
+    assert (out / "a.lic").read_bytes() != old_a and (out / "sub" / "c.lic").read_bytes() == old_c
+    r = _lic("encode", src, "-o", out, "-m", tiny, "-q", "2")        # recorded: all skipped now
+    assert "0 converted, 3 skipped" in r.stderr
+    (out / "sub" / "c.lic").write_bytes(old_a)                        # a valid file, but not c's
+    r = _lic("encode", src, "-o", out, "-m", tiny, "-q", "2")
+    assert "1 converted, 2 skipped" in r.stderr and (out / "sub" / "c.lic").read_bytes() == old_c
+    dec = tmp_path / "dec"                                            # decoding records too
+    assert _lic("decode", out, "-o", dec, "--quiet").exit_code == 0
+    (out / "b.lic").write_bytes((out / "a.lic").read_bytes())
+    r = _lic("decode", out, "-o", dec)
+    assert "1 converted, 2 skipped" in r.stderr
+
+
+def test_an_unwritable_output_folder_stops_the_run_before_coding(tiny, photo, tmp_path):
+    """Issue 19.4: not an "internal error" naming a temp file after the whole batch."""
+    src = _folder(tmp_path, photo, broken=False)
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    r = _lic("encode", src, "-o", blocker / "out", "-m", tiny)
+    assert r.exit_code == 2 and str(blocker) in r.stderr and ".part" not in r.stderr, r.output
+    assert "converted" not in r.stderr

@@ -1,5 +1,9 @@
 """The lic command line: outputs, summaries and documented exit codes."""
 import json
+import os
+import shutil
+import stat
+import subprocess
 
 import numpy as np
 import pytest
@@ -17,6 +21,24 @@ def run(tiny):
     def _run(*args, input=None):
         return runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
     return _run
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path):
+    """A folder this process cannot write to: chmod for a normal user, `chattr +i` for root."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    if os.geteuid() != 0:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode:
+        pytest.skip("running as root without chattr +i: no folder is unwritable")
+    try:
+        yield d
+    finally:
+        subprocess.run(["chattr", "-i", str(d)], check=False)
 
 
 @pytest.fixture()
@@ -39,9 +61,137 @@ def test_encode_decode_default_names(run, png, tiny):
 
 def test_never_overwrites_without_flag(run, png, tiny):
     run("encode", png, "-m", tiny)
-    r = run("decode", png.with_suffix(".lic"))  # would replace photo.png, the original
-    assert r.exit_code == 2 and "exists" in r.stderr
+    assert run("decode", png.with_suffix(".lic")).exit_code == 0
+    r = run("decode", png.with_suffix(".lic"))  # photo.decoded.png is there now
+    assert r.exit_code == 2 and "exists" in r.stderr and "--overwrite" in r.stderr
     assert run("encode", png, "-m", tiny, "--overwrite").exit_code == 0
+
+
+def test_decode_default_name_never_replaces_the_original(run, png, tiny):
+    """Issue 19.6: photo.png -> photo.lic -> photo.decoded.png, never photo.png again."""
+    original = png.read_bytes()
+    assert run("encode", png, "-m", tiny).exit_code == 0
+    r = run("decode", png.with_suffix(".lic"))
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes() == original
+    assert Image.open(png.parent / "photo.decoded.png").size == (99, 70)
+    assert run("decode", png.with_suffix(".lic"), "--format", "webp").exit_code == 0
+    assert (png.parent / "photo.decoded.webp").exists()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_honour_the_umask_and_keep_a_replaced_files_mode(run, png, tiny, tmp_path, umask, mode):
+    """Issue 19.5: not 0600 whatever the umask; cp/cjxl keep the mode of a file they overwrite."""
+    old = os.umask(umask)
+    try:
+        assert run("encode", png, "-m", tiny).exit_code == 0
+        assert run("decode", png.with_suffix(".lic"), "-o", tmp_path / "d.png").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(png.with_suffix(".lic").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "d.png").stat().st_mode) == mode
+    os.chmod(png.with_suffix(".lic"), 0o640)
+    assert run("encode", png, "-m", tiny, "--overwrite").exit_code == 0
+    assert stat.S_IMODE(png.with_suffix(".lic").stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "fifo", "folder"])
+def test_overwrite_refuses_targets_that_are_not_regular_files(run, png, tiny, tmp_path, kind):
+    """Issue 19.5: --overwrite onto a symlink, FIFO (or device, folder) must not replace it."""
+    target = tmp_path / "target.lic"
+    out = tmp_path / "out.lic"
+    if kind == "symlink":
+        target.write_bytes(b"keep")
+        out.symlink_to(target)
+    elif kind == "dangling symlink":
+        out.symlink_to(tmp_path / "nowhere.lic")
+    elif kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.mkdir()
+    before = os.lstat(out)
+    for extra in ((), ("--overwrite",)):
+        r = run("encode", png, "-m", tiny, "-o", out, *extra)
+        assert r.exit_code == 2, r.output
+        assert str(out) in r.stderr and ("not a regular file" in r.stderr or "exists" in r.stderr)
+    after = os.lstat(out)
+    assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino
+    if kind == "symlink":
+        assert target.read_bytes() == b"keep"
+    assert not list(tmp_path.glob(".out.lic*"))
+
+
+def _refuse_coding(monkeypatch):
+    import liccodec.codec
+
+    def boom(*a, **k):
+        raise AssertionError("coded before checking the output")
+    monkeypatch.setattr(liccodec.codec, "encode_planes", boom)
+
+
+def test_unwritable_output_fails_before_coding_and_names_the_real_path(run, png, tiny, tmp_path, monkeypatch):
+    """Issue 19.4 (second half): exit 2 before any coding, naming OUT, never the temp file."""
+    _refuse_coding(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    out = blocker / "sub" / "out.lic"            # a folder that cannot be made: a file is in the way
+    r = run("encode", png, "-m", tiny, "-o", out)
+    assert r.exit_code == 2, r.output
+    assert str(out) in r.stderr and ".part" not in r.stderr
+
+
+def test_read_only_output_folder_fails_before_coding(run, png, tiny, read_only_dir, monkeypatch):
+    _refuse_coding(monkeypatch)
+    out = read_only_dir / "out.lic"
+    r = run("encode", png, "-m", tiny, "-o", out)
+    assert r.exit_code == 2, r.output
+    assert f"cannot write {out}" in r.stderr and ".part" not in r.stderr
+    r = run("encode", png.parent, "-o", read_only_dir / "coded", "-m", tiny, "--quiet")  # a folder too
+    assert r.exit_code == 2 and str(read_only_dir) in r.stderr, r.output
+
+
+def test_image_over_the_pixel_limit_is_refused_with_our_own_error(run, png, tiny, tmp_path, monkeypatch):
+    """Issue 19.7: a checked maximum (LICCODEC_MAX_PIXELS), before the pixels are decoded."""
+    monkeypatch.setenv("LICCODEC_MAX_PIXELS", "5000")   # the photo has 99 x 70 = 6930
+    r = run("encode", png, "-m", tiny, "-o", tmp_path / "x.lic")
+    assert r.exit_code == 3 and "LICCODEC_MAX_PIXELS" in r.stderr and "99x70" in r.stderr, r.output
+    monkeypatch.setenv("LICCODEC_MAX_PIXELS", "7000")
+    assert run("encode", png, "-m", tiny, "-o", tmp_path / "x.lic").exit_code == 0
+    monkeypatch.setenv("LICCODEC_MAX_PIXELS", "5000")   # decoding is bounded the same way
+    r = run("decode", tmp_path / "x.lic", "-o", tmp_path / "x.png")
+    assert r.exit_code == 2 and "LICCODEC_MAX_PIXELS" in r.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_multi_frame_inputs_are_refused_unless_first_frame(run, photo, tiny, tmp_path):
+    """Issue 19.9: an animated GIF is not silently cut to its first frame."""
+    gif = tmp_path / "anim.gif"
+    frames = [Image.fromarray(photo), Image.fromarray(photo[::-1]), Image.fromarray(photo[:, ::-1])]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    r = run("encode", gif, "-m", tiny)
+    assert r.exit_code == 3 and "3 frames" in r.stderr and "--first-frame" in r.stderr, r.output
+    assert not gif.with_suffix(".lic").exists()
+    assert run("encode", gif, "-m", tiny, "--first-frame").exit_code == 0
+    folder = tmp_path / "in"                       # a multi-page TIFF in a folder
+    folder.mkdir()
+    frames[0].save(folder / "pages.tif", save_all=True, append_images=frames[1:])
+    r = run("encode", folder, "-o", tmp_path / "coded", "-m", tiny, "--quiet")
+    assert r.exit_code == 9 and "3 frames" in r.stderr
+    assert not (tmp_path / "coded" / "pages.lic").exists()
+    r = run("encode", folder, "-o", tmp_path / "coded", "-m", tiny, "--quiet", "--first-frame")
+    assert r.exit_code == 0 and (tmp_path / "coded" / "pages.lic").exists()
+
+
+def test_demo_keeps_an_earlier_demo_unless_overwrite(run, tiny, tmp_path):
+    """Issue 19.12: `lic demo` does not replace lic-demo/ silently."""
+    out = tmp_path / "demo"
+    assert run("demo", "-m", tiny, "-o", out).exit_code == 0
+    first = (out / "chelsea.lic").read_bytes()
+    (out / "chelsea.decoded.png").write_bytes(b"mine")
+    r = run("demo", "-m", tiny, "-o", out, "-q", "1")
+    assert r.exit_code == 2 and "--overwrite" in r.stderr
+    assert (out / "chelsea.decoded.png").read_bytes() == b"mine" and (out / "chelsea.lic").read_bytes() == first
+    assert run("demo", "-m", tiny, "-o", out, "-q", "1", "--overwrite").exit_code == 0
+    assert (out / "chelsea.lic").read_bytes() != first
 
 
 def test_verbose_reports_psnr(run, png, tiny):
@@ -120,7 +270,7 @@ def test_folders_mirror_skip_and_fail(run, tmp_path, photo, tiny):
     dec = tmp_path / "dec"
     r = run("decode", out, "-o", dec)
     assert r.exit_code == 0
-    assert Image.open(dec / "sub" / "b.png").size == (50, 40)
+    assert Image.open(dec / "sub" / "b.decoded.png").size == (50, 40)
 
 
 def test_help_documents_exit_codes():

@@ -52,13 +52,23 @@ def _default_out(src: str, suffix: str) -> str:
     return str(Path(src).with_suffix(suffix))
 
 
+#: What ``lic decode IN`` writes without OUT: never the input's original (``photo.png`` ->
+#: ``photo.lic`` -> ``photo.decoded.png``), and the same name folder decoding uses.
+DECODED_SUFFIX = ".decoded"
+
+
 def _check_out(dst: str, overwrite: bool, src: str) -> None:
+    """Refuse, before any coding, an output that exists (without --overwrite), is not a
+    regular file, is the input, or cannot be written."""
+    from liccodec.fileio import check_writable, existing_target
+
     if dst == "-":
         return
-    if Path(dst).exists() and not overwrite:
-        raise UsageError(f"{dst} exists; pass --overwrite or choose another output with -o")
+    if existing_target(dst) is not None and not overwrite:
+        raise UsageError(f"{dst} exists; pass --overwrite to replace it, or choose another output with -o")
     if src != "-" and Path(dst).resolve() == Path(src).resolve():
         raise UsageError("output would replace the input")
+    check_writable(dst)
 
 
 def _write_out(dst: str, data: bytes) -> None:
@@ -73,8 +83,8 @@ def _write_out(dst: str, data: bytes) -> None:
 
 # ---- per-file work (module level so worker processes can run it) ---------------------------
 
-def encode_file(job, model: str, quality: float | None, overwrite: bool, target=None):
-    from liccodec.batch import Outcome
+def encode_file(job, model: str, quality: float | None, overwrite: bool, target=None, first_frame: bool = False):
+    from liccodec.batch import Outcome, make_record, stamp, up_to_date
     from liccodec.codec import encode_planes, quality_milli
     from liccodec.container import read_header
     from liccodec.fileio import atomic_write_bytes
@@ -84,25 +94,29 @@ def encode_file(job, model: str, quality: float | None, overwrite: bool, target=
 
     t0 = time.time()
     try:
-        if job.dst.exists() and not overwrite:
+        spec = get_spec(model)
+        params = {"model": spec.id, "digest": spec.digest.hex(), "first_frame": first_frame,
+                  **({"quality_milli": quality_milli(spec, quality)} if target is None
+                     else {"target": [target.kind, target.value]})}
+        src_stamp = stamp(job.src)  # before reading: a change while coding is seen next time
+        if job.dst.exists() and not overwrite and up_to_date(job, src_stamp, params):
             try:
                 h = read_header(job.dst.read_bytes())
-                spec = get_spec(model)
                 if h.model_id == spec.id and h.digest == spec.digest and (
-                        h.quality == quality_milli(spec, quality) if target is None
+                        h.quality == params["quality_milli"] if target is None
                         else existing_meets(target, h.width, h.height, job.dst.stat().st_size)):
-                    return Outcome(job.src, job.dst, True, skipped=True)
+                    return Outcome(job.src, job.dst, True, skipped=True, record=job.record)
             except LicError:
-                pass  # partial or stale output: redo it
-        planes = split(open_image(job.src))
+                pass  # damaged output: redo it
+        planes = split(open_image(job.src, first_frame))
         if target is None:
             enc = encode_planes(planes, model, quality)
         else:
             enc = encode_to_target(planes, target, model).encoded
         atomic_write_bytes(job.dst, enc.data)
         w, h = planes.size
-        return Outcome(job.src, job.dst, True, in_bytes=job.src.stat().st_size, out_bytes=len(enc.data),
-                       pixels=w * h, seconds=time.time() - t0)
+        return Outcome(job.src, job.dst, True, in_bytes=src_stamp["size"], out_bytes=len(enc.data),
+                       pixels=w * h, seconds=time.time() - t0, record=make_record(job, src_stamp, params))
     except Exception as e:  # noqa: BLE001 - one bad file never stops the batch
         return Outcome(job.src, job.dst, False, error=f"{type(e).__name__}: {e}", seconds=time.time() - t0)
 
@@ -130,17 +144,19 @@ def _format_for(name: str) -> str:
 def decode_file(job, overwrite: bool):
     from PIL import Image
 
-    from liccodec.batch import Outcome
+    from liccodec.batch import Outcome, make_record, stamp, up_to_date
     from liccodec.codec import decode
     from liccodec.fileio import atomic_write_bytes
 
     t0 = time.time()
     try:
-        if job.dst.exists() and not overwrite:
+        params = {"decoder": "lic"}
+        src_stamp = stamp(job.src)
+        if job.dst.exists() and not overwrite and up_to_date(job, src_stamp, params):
             try:
                 with Image.open(job.dst) as im:
                     im.verify()
-                return Outcome(job.src, job.dst, True, skipped=True)
+                return Outcome(job.src, job.dst, True, skipped=True, record=job.record)
             except Exception:  # noqa: BLE001 - unreadable output: redo it
                 pass
         data = job.src.read_bytes()
@@ -148,7 +164,8 @@ def decode_file(job, overwrite: bool):
         out = _image_bytes(img, None, job.dst.name)
         atomic_write_bytes(job.dst, out)
         return Outcome(job.src, job.dst, True, in_bytes=len(data), out_bytes=len(out),
-                       pixels=img.size[0] * img.size[1], seconds=time.time() - t0)
+                       pixels=img.size[0] * img.size[1], seconds=time.time() - t0,
+                       record=make_record(job, src_stamp, params))
     except Exception as e:  # noqa: BLE001
         return Outcome(job.src, job.dst, False, error=f"{type(e).__name__}: {e}", seconds=time.time() - t0)
 
@@ -249,15 +266,20 @@ def _allocate_folder(src: Path, out: str | None, model: str, budget, metric: str
               help="Qualities measured per image for --avg-bpp/--total-size.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write the allocation's measurements and choices as JSON.")
+@click.option("--first-frame", is_flag=True,
+              help="Code only frame 1 of an input with several frames (animated GIF, multi-page TIFF); "
+                   "without it such inputs are refused (exit 3).")
 @click.option("-v", "--verbose", is_flag=True, help="Also report PSNR and MS-SSIM (decodes again).")
 @click.option("--quiet", is_flag=True, help="No summary line or progress bar.")
 def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, target_bpp, target_size, target_psnr,
-           avg_bpp, total_size, metric, grid, report_path, verbose, quiet):
+           avg_bpp, total_size, metric, grid, report_path, first_frame, verbose, quiet):
     """Encode IN (an image, '-' for stdin, or a folder) into .lic.
 
     OUT defaults to IN with the suffix .lic; '-' writes to stdout. A folder is converted
-    recursively into -o OUTDIR, mirroring its tree; outputs that already exist and are
-    valid for the same model and quality are skipped unless --overwrite.
+    recursively into -o OUTDIR, mirroring its tree (inputs whose names differ only in
+    their suffix keep it: a.png.lic, a.jpg.lic); an output is skipped unless --overwrite
+    when the folder's state file (.lic-batch.json) records it as made from the same,
+    unchanged input with the same model and quality (docs/batch.md).
 
     \b
     Rate control (docs/ratecontrol.md) searches the quality with real encodes:
@@ -273,7 +295,8 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
         if budget is not None:
             return _allocate_folder(Path(src), output or dst, model, budget, metric, grid, overwrite, quiet,
                                     report_path)
-        fn = functools.partial(encode_file, model=model, quality=quality, overwrite=overwrite, target=target)
+        fn = functools.partial(encode_file, model=model, quality=quality, overwrite=overwrite, target=target,
+                               first_frame=first_frame)
         return _run_folder(Path(src), output or dst, False, fn, jobs, quiet, ".lic", engine, address)
     if budget is not None:
         raise UsageError("--avg-bpp and --total-size share a folder's budget; "
@@ -281,7 +304,7 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
     dst = output or dst or _default_out(src, ".lic")
     _check_out(dst, overwrite, src)
     t0 = time.time()
-    planes = split(open_image(_read_input(src)))
+    planes = split(open_image(_read_input(src), first_frame))
     note = ""
     if target is None:
         enc = encode_planes(planes, model, quality)
@@ -312,16 +335,18 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
 def decode(src, dst, output, fmt, overwrite, jobs, engine, address, quiet):
     """Decode IN (a .lic file, '-' for stdin, or a folder) into an image.
 
-    OUT defaults to IN with the suffix .png; '-' writes PNG to stdout. A bad or corrupted
+    OUT defaults to IN with the suffix .decoded.png (photo.lic -> photo.decoded.png, so
+    that the original photo.png is never the default); '-' writes PNG to stdout. A folder
+    is decoded into -o OUTDIR the same way (a.lic -> a.decoded.png). A bad or corrupted
     file never leaves a partial output behind.
     """
     from liccodec.codec import decode as decode_bytes
 
     if src != "-" and Path(src).is_dir():
-        suffix = "." + (fmt or "png").lower().lstrip(".")
+        suffix = DECODED_SUFFIX + "." + (fmt or "png").lower().lstrip(".")
         fn = functools.partial(decode_file, overwrite=overwrite)
         return _run_folder(Path(src), output or dst, True, fn, jobs, quiet, suffix, engine, address)
-    dst = output or dst or _default_out(src, ".png")
+    dst = output or dst or _default_out(src, DECODED_SUFFIX + "." + (fmt or "png").lower().lstrip("."))
     _check_out(dst, overwrite, src)
     t0 = time.time()
     data = sys.stdin.buffer.read() if src == "-" else _read_file(src)
@@ -339,6 +364,8 @@ def _read_file(path: str) -> bytes:
         raise UsageError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise UsageError(f"{path} is a folder") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 @main.command()
@@ -392,17 +419,24 @@ def models(as_json):
 @click.option("-q", "--quality", type=float, help=QUALITY_HELP)
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False), default="lic-demo", show_default=True,
               help="Where to write the .lic file and its decoded PNG.")
-def demo(model, quality, out_dir):
-    """Encode and decode the bundled sample photo (Chelsea the cat, CC0) with a shipped model."""
+@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier demo in OUT_DIR.")
+def demo(model, quality, out_dir, overwrite):
+    """Encode and decode the bundled sample photo (Chelsea the cat, CC0) with a shipped model.
+
+    Writes OUT_DIR/chelsea.lic and OUT_DIR/chelsea.decoded.png; existing ones are kept
+    (exit 2) unless --overwrite.
+    """
     from importlib.resources import files
 
     from liccodec.codec import decode_rgb, encode_planes
     from liccodec.fileio import atomic_write_bytes
     from liccodec.imageio import merge, open_image, split
 
+    out = Path(out_dir)
+    for name in ("chelsea.lic", "chelsea.decoded.png"):
+        _check_out(str(out / name), overwrite, "-")
     sample = files("liccodec") / "data" / "chelsea.png"
     planes = split(open_image(sample.read_bytes()))
-    out = Path(out_dir)
     t0 = time.time()
     enc = encode_planes(planes, model, quality)
     t_enc = time.time() - t0
