@@ -50,8 +50,7 @@ class LatentOut:
 
 class LatentCodec(nn.Module):
     """Base of the latent codecs. Subclasses implement :meth:`forward`, :meth:`encode`,
-    :meth:`decode` and :meth:`export_exact`, and name their exact dataclass in ``exact_cls``
-    (a class with ``from_tensors(dict) -> instance``)."""
+    :meth:`decode` and :meth:`export_exact`, and name their exact dataclass in ``exact_cls``."""
 
     #: state-dict prefixes (relative to the codec) that only training holds: coding reads the
     #: exported exact state instead, so inference builds leave them out
@@ -62,6 +61,7 @@ class LatentCodec(nn.Module):
     float16_export: ClassVar[tuple[str, ...]] = ()
     #: y positions per position of the coarsest latent: y's sides are multiples of this
     downsampling: ClassVar[int] = 1
+    #: its exact dataclass: ``from_tensors(dict) -> instance`` and ``to_tensors() -> dict``
     exact_cls: ClassVar[type]
     exact: Any = None
 
@@ -93,8 +93,16 @@ class LatentCodec(nn.Module):
         return {}
 
     # ---- export -------------------------------------------------------------------------
+    @property
+    def has_training_parts(self) -> bool:
+        """Built for training (``inference=False``): the exact state can be derived from
+        floats. An inference build only has the exact state it loaded."""
+        keys = self.state_dict().keys()
+        return all(any(k.startswith(p) for k in keys) for p in self.training_only)
+
     def export_exact(self) -> dict[str, Tensor]:
-        """The integer-only state that decides the coder's parameters, as ``exact.*`` tensors."""
+        """The integer-only state that decides the coder's parameters, as ``exact.*`` tensors,
+        derived from the float training parts (export time only)."""
         raise NotImplementedError
 
     def load_exact(self, tensors: dict[str, Tensor]) -> None:

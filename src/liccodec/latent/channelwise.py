@@ -89,6 +89,12 @@ class ChannelExact(ExactParams):
             cc.append(IntegerNet.from_tensors(t, f"exact.cc.{len(cc)}"))
         return {**super().fields_from(t), "cc": tuple(cc)}
 
+    def to_tensors(self) -> dict[str, Tensor]:
+        out = super().to_tensors()
+        for i, net in enumerate(self.cc):
+            out.update(net.to_tensors(f"exact.cc.{i}"))
+        return out
+
 
 class ChannelConditional(GainedHyperprior):
     """:class:`GainedHyperprior` with y in ``slices`` groups coded one after another."""

@@ -81,6 +81,16 @@ class ExactParams:
     def from_tensors(cls, t: dict[str, Tensor]) -> "ExactParams":
         return cls(**cls.fields_from(t))
 
+    def to_tensors(self) -> dict[str, Tensor]:
+        """Inverse of :meth:`from_tensors`: the ``exact.*`` tensors, dtypes as exported."""
+        out = {**self.hs.to_tensors("exact.h_s"), "exact.z_median": self.z_median,
+               "exact.inv_hyper_gain": self.inv_hyper_gain, "exact.thresholds": self.thresholds}
+        for name, tab in (("z_tables", self.z_tables), ("y_tables", self.y_tables)):
+            out[f"exact.{name}.pmf"] = torch.from_numpy(tab.pmf)
+            out[f"exact.{name}.length"] = torch.from_numpy(tab.lengths.astype(np.int32))
+            out[f"exact.{name}.offset"] = torch.from_numpy(tab.offsets.astype(np.int32))
+        return out
+
     @classmethod
     def fields_from(cls, t: dict[str, Tensor]) -> dict[str, object]:
         """The dataclass fields read from exported ``exact.*`` tensors (extended by subclasses)."""

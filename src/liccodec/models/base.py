@@ -159,16 +159,25 @@ class LearnedCodec(nn.Module):
     def export_tensors(self) -> dict[str, Tensor]:
         """Shipped tensors: transform parameters in float16 (:data:`FLOAT16`), buffers and
         gains in float32, the latent codec's reference-only float tensors and its exact
-        integer parts. Loading upcasts to float32."""
+        integer parts. Loading upcasts to float32.
+
+        A training build derives the exact parts from its floats; an inference build writes
+        back what :meth:`load_tensors` read, so export -> load -> export is byte-identical."""
         params = {n for n, _ in self.named_parameters()}
         half = FLOAT16 + tuple(f"latent.{p}" for p in self.latent.float16_export)
         state = {k: (v.half() if k in params and k.startswith(half) else v)
                  for k, v in self.inference_state().items()}
-        reference = {f"latent.{k}": v for k, v in self.latent.reference_tensors().items()}
-        return {**state, **reference, **self.latent.export_exact()}
+        if self.latent.has_training_parts:
+            reference = {f"latent.{k}": v for k, v in self.latent.reference_tensors().items()}
+            exact = self.latent.export_exact()
+        else:
+            reference = dict(getattr(self, "_reference", {}))
+            exact = self.latent._require_exact().to_tensors()
+        return {**state, **reference, **exact}
 
     def load_tensors(self, tensors: dict[str, Tensor]) -> None:
         skip = ("exact.", *(f"latent.{p}" for p in self.latent.reference_only))
+        self._reference = {k: v for k, v in tensors.items() if k.startswith(skip[1:])}
         float_part = {k: v for k, v in tensors.items() if not k.startswith(skip)}
         missing, unexpected = self.load_state_dict(float_part, strict=False)
         bad = [k for k in missing if not k.startswith(self._training_only())]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,25 @@ def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, descri
     return export_module(model, arch, cfg, model_id, out_dir, description=description, training=training)
 
 
+def _sort_metadata(path: Path) -> None:
+    """Write the safetensors header's metadata in sorted order, in place.
+
+    safetensors keeps the metadata in a hash map whose order changes from run to run, so the
+    same tensors would give files with different sha256s; sorted, an export is reproducible
+    byte for byte. The header keeps its length (same JSON, compact, space-padded)."""
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        raw = f.read(n)
+        header = json.loads(raw)
+        if "__metadata__" in header:
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:
+            raise ValueError(f"{path}: safetensors header does not round-trip")
+        f.seek(8)
+        f.write(text.ljust(n, b" "))
+
+
 def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir: str | Path, *,
                   description: str = "", training: dict[str, Any] | None = None) -> Path:
     """Write ``<out_dir>/<model_id>.safetensors`` and its entry in ``<out_dir>/manifest.json``."""
@@ -85,6 +105,7 @@ def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir:
     path = out_dir / f"{model_id}.safetensors"
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"model_id": model_id, "arch": arch, "config": json.dumps(cfg)})
+    _sort_metadata(tmp)
     os.replace(tmp, path)
     q_min, q_max, q_default = model.quality_range()
     entry = {
