@@ -64,3 +64,16 @@ def test_bench_command_times_lic_processes(tiny, tmp_path, photo, monkeypatch):
     assert res.exit_code == 0, res.output
     text = report.read_text()
     assert "| lic msh.tiny |" in text and "avif left out" in text
+
+
+def test_holdout_selects_the_photos_training_kept_out(tmp_path):
+    """`lic eval --holdout K` evaluates exactly the images `holdout = K` kept out of training."""
+    from liccodec.eval.bench import load_images
+    from liccodec.train.data import CropSampler
+
+    for i in range(7):
+        Image.new("RGB", (8, 8), (i * 30, 0, 0)).save(tmp_path / f"{i}.png")
+    held = load_images(tmp_path, holdout=3)
+    assert [im.name for im in held] == ["0", "3", "6"]
+    trained = CropSampler(tmp_path, 0, holdout=3).images
+    assert sorted(int(a[0, 0, 0]) // 30 for a in trained) == [1, 2, 4, 5]

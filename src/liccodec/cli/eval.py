@@ -44,6 +44,9 @@ def _rel(p: Path) -> str:
 @click.option("--qualities", "num_qualities", type=click.IntRange(2, 64), default=8, show_default=True,
               help="Qualities per liccodec model, spread evenly over its quality range.")
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images (sorted by name).")
+@click.option("--holdout", type=click.IntRange(0), default=0, show_default=True,
+              help="Use only every K-th image (sorted by name), the photos a training run with "
+                   "`holdout = K` never saw: validation on a training corpus.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Threads per codec where the library allows it (AVIF, JPEG XL, HEVC, PyTorch); "
                    "libjpeg-turbo, libwebp and OpenJPEG always use one.")
@@ -59,7 +62,7 @@ def _rel(p: Path) -> str:
                    "report sizes and times side by side.")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
 def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: str, models: str,
-             num_qualities: int, limit: int | None, threads: int, anchors_dir: Path | None,
+             num_qualities: int, limit: int | None, holdout: int, threads: int, anchors_dir: Path | None,
              reuse: bool, compressai_ref: bool, quiet: bool) -> None:
     """Rate-distortion and speed benchmark on IMAGES_DIR (default: ../shared/data/kodak).
 
@@ -115,7 +118,7 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
     to_run = model_codecs + to_run
     skipped = {**model_skipped, **skipped}
 
-    images = bench.load_images(images_dir, limit)
+    images = bench.load_images(images_dir, limit, holdout)
     if not images:
         raise UsageError(f"no images in {images_dir}")
 
@@ -123,7 +126,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                         "--report", shlex.quote(_rel(report_path)),
                         "--codecs", shlex.quote(codecs), "--models", shlex.quote(models),
                         *(["--qualities", str(num_qualities)] if model_codecs else []),
-                        *(["--limit", str(limit)] if limit else []), "--threads", str(threads),
+                        *(["--limit", str(limit)] if limit else []),
+                        *(["--holdout", str(holdout)] if holdout else []), "--threads", str(threads),
                         *(["--anchors", shlex.quote(_rel(anchors_dir))] if anchors_dir else []),
                         *(["--reuse"] if reuse else []),
                         *([] if compressai_ref else ["--no-compressai-ref"])])

@@ -52,9 +52,14 @@ def find_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_images(folder: str | Path, limit: int | None = None) -> list[EvalImage]:
-    """The first ``limit`` images of ``folder`` (all when ``None``), converted to RGB."""
+def load_images(folder: str | Path, limit: int | None = None, holdout: int = 0) -> list[EvalImage]:
+    """The first ``limit`` images of ``folder`` (all when ``None``), converted to RGB; with
+    ``holdout`` = K only those a training run with ``holdout = K`` kept out (every K-th)."""
     files = find_images(folder)
+    if holdout:
+        from liccodec.train.data import split_holdout
+
+        files = split_holdout(files, holdout)[1]
     if limit is not None:
         files = files[:limit]
     out = []
