@@ -15,6 +15,14 @@ the decoder takes them and :class:`StreamReader` takes them back one at a time, 
 can depend on the values decoded before it. Within a step, symbols are grouped by table and
 each group is coded in one constriction call; the decoder knows every symbol's table (from
 the integer hyper-synthesis), so it can regroup.
+
+Hostile input. A reader decodes as many symbols as the header's size implies, so a file
+that lies about its size must be caught before that much is decoded: :func:`min_stream_bits`
+is a floor on the rANS bits a real encoder writes for a given number of symbols per table
+(:meth:`StreamReader.check_room`, called before decoding and before any allocation that
+grows with the size). :class:`StreamReader` refuses to go on once its stream has run dry
+(constriction would keep decoding the lowest value of every table for free) and checks
+that every escape is in range, outside its table and in its shortest form.
 """
 from __future__ import annotations
 
@@ -27,6 +35,11 @@ import numpy as np
 from liccodec.errors import FormatError
 
 ESCAPE_LIMIT = 1 << 24  # |symbol| beyond this is a format error (bounds varint decoding)
+PRECISION = 24          # constriction's fixed-point probabilities: 2^-24 units
+# Bits of a stream that can hold symbols below their floor (TableSet.min_bits): the final
+# state the decoder starts from (64 bits) and the tail decoded after the last word, when the
+# state is under 2^32 and a step can shrink it by less (see min_stream_bits).
+STATE_SLACK_BITS = 256
 
 
 def scale_table(lo: float = 0.11, hi: float = 256.0, levels: int = 128) -> np.ndarray:
@@ -79,12 +92,17 @@ def _write_varints(values: np.ndarray) -> bytes:
 
 
 def _read_varints(data: bytes, pos: int, count: int) -> tuple[np.ndarray, int]:
-    """``count`` zigzag varints from ``data[pos:]``; returns them and the position after."""
+    """``count`` zigzag varints from ``data[pos:]``; returns them and the position after.
+
+    Only what :func:`_write_varints` writes is accepted: the shortest form, and values
+    below ``ESCAPE_LIMIT`` in magnitude (as the writer enforces; at most 4 bytes)."""
+    if count > len(data) - pos:  # every varint takes a byte: no allocation beyond the stream
+        raise FormatError("escape stream is truncated")
     vals = np.empty(count, dtype=np.int64)
     for i in range(count):
         u, shift = 0, 0
         while True:
-            if pos >= len(data) or shift > 28:
+            if pos >= len(data) or shift > 21:  # a fifth byte would exceed the limit
                 raise FormatError("escape stream is truncated or malformed")
             b = data[pos]
             pos += 1
@@ -92,6 +110,8 @@ def _read_varints(data: bytes, pos: int, count: int) -> tuple[np.ndarray, int]:
             shift += 7
             if b < 0x80:
                 break
+        if (b == 0 and shift > 7) or u > 2 * (ESCAPE_LIMIT - 1):
+            raise FormatError("escape value is out of range or not in its shortest form")
         vals[i] = (u >> 1) if u % 2 == 0 else -((u + 1) >> 1)
     return vals, pos
 
@@ -112,6 +132,27 @@ class TableSet:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def min_bits(self) -> np.ndarray:
+        """(T,) for each table, a lower bound on the bits rANS spends on one of its symbols.
+
+        With ``p`` the table's largest probability after constriction's quantization, a
+        decode step shrinks a state of at least 32 bits by at least the factor
+        ``1 - (1 - p)(1 - 2^-8)`` whatever symbol it yields (``x' = f (x >> 24) + r`` with
+        ``f <= p 2^24`` and ``r < f``), so every such symbol uses at least
+        ``-log2(1 - (1 - p)(1 - 2^-8))`` bits of the stream. ``p`` is taken from the stored
+        float table plus ``n 2^-24`` (``n`` categories) as an upper bound on its quantized value.
+        """
+        mb = getattr(self, "_min_bits", None)
+        if mb is None:
+            mb = np.empty(len(self), dtype=np.float64)
+            for k in range(len(self)):
+                n = int(self.lengths[k]) + 1
+                p = self.pmf[k, :n].astype(np.float64)
+                p_hi = min(1.0, p.max() / p.sum() + n * 2.0**-PRECISION)
+                mb[k] = -math.log2(1.0 - (1.0 - p_hi) * (1.0 - 2.0**-8))
+            self._min_bits = mb
+        return mb
+
     def model(self, k: int):
         m = self._models.get(k)
         if m is None:
@@ -119,6 +160,23 @@ class TableSet:
             m = constriction.stream.model.Categorical(p, perfect=False)
             self._models[k] = m
         return m
+
+
+def min_stream_bits(tables: TableSet, counts: np.ndarray) -> float:
+    """A floor on the bits of rANS words that hold ``counts[k]`` symbols of table k.
+
+    While the decoder's state holds 32 bits or more (always, while words remain), each
+    symbol uses at least :meth:`TableSet.min_bits`, whatever its value. Below that, in the
+    tail after the last word, a step can use less: an encoder starts from an empty state,
+    in which the lowest value of a table costs nothing and the others cost their cumulative
+    frequency additively. A real latent's first coded symbols are never a long run of lowest
+    values, so the tail holds few of them; ``STATE_SLACK_BITS`` allows for it and for the
+    final state. The floor assumes every symbol is its table's most probable value, so no
+    real image is coded below it (docs/format.md, "Security", gives the measured margins);
+    a header that declares more symbols than its stream can hold is a lie, caught before
+    anything is decoded or allocated for them.
+    """
+    return float(np.dot(np.asarray(counts, dtype=np.float64), tables.min_bits())) - STATE_SLACK_BITS
 
 
 def _groups(index: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -168,22 +226,46 @@ class StreamReader:
     def __init__(self, words: bytes, escapes: bytes) -> None:
         if len(words) % 4:
             raise FormatError("entropy-coded stream length is not a multiple of 4")
+        if words[-4:] == bytes(4):  # constriction never ends a stream in a zero word
+            raise FormatError("entropy-coded stream ends in a zero word")
         self._coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
         self._escapes, self._pos = escapes, 0
 
+    def check_room(self, tables: TableSet, counts: np.ndarray) -> None:
+        """Raise :class:`FormatError` unless what is left of the stream can hold ``counts[k]``
+        symbols of table k (:func:`min_stream_bits`). Cheap: call it before allocating
+        anything that grows with the counts."""
+        need, have = min_stream_bits(tables, counts), self._coder.num_valid_bits()
+        if need > have:
+            raise FormatError(f"the entropy-coded stream is too short for the declared image size "
+                              f"({have} bits left, at least {max(0, math.ceil(need))} needed)")
+
     def take(self, tables: TableSet, index: np.ndarray) -> np.ndarray:
-        """The next step's values, ``index[i]`` being value i's table (int64, flat)."""
+        """The next step's values, ``index[i]`` being value i's table (int64, flat).
+
+        A stream that runs dry before a group is a :class:`FormatError`: from an empty coder
+        constriction decodes the lowest value of every table without reading anything, which
+        an encoder writes only when every remaining symbol is that value (probability
+        about 1e-9 a symbol for the shipped tables, 3e-6 for the narrowest)."""
         index = np.asarray(index, dtype=np.int64).ravel()
         if index.size and (index.min() < 0 or index.max() >= len(tables)):
             raise FormatError("table index out of range")
         out = np.empty(index.size, dtype=np.int64)
-        esc_pos = []
+        esc_pos, esc_tab = [], []
         for k, pos in _groups(index):
+            if self._coder.num_valid_bits() == 0:
+                raise FormatError("entropy-coded stream ran out before every latent was decoded")
             cat = self._coder.decode(tables.model(k), len(pos)).astype(np.int64)
             out[pos] = cat + tables.offsets[k]
             esc_pos.append(pos[cat == tables.lengths[k]])
+            esc_tab.append(np.full(len(esc_pos[-1]), k, dtype=np.int64))
         esc_all = np.concatenate(esc_pos) if esc_pos else np.zeros(0, np.int64)
         values, self._pos = _read_varints(self._escapes, self._pos, len(esc_all))
+        if esc_all.size:
+            k = np.concatenate(esc_tab)
+            inside = (values >= tables.offsets[k]) & (values < tables.offsets[k] + tables.lengths[k])
+            if inside.any():
+                raise FormatError("escaped value lies inside its table's range")
         out[esc_all] = values
         return out
 
