@@ -16,8 +16,10 @@ shorter digest; its latent codecs write one rANS stream where version 1 had one 
 A 768x512 ``charm`` file spends about 46 bytes outside its payloads instead of about 102.
 
 A reader checks, in this order: minimum length, magic, major version, checksum (which
-also catches truncation and trailing bytes), header syntax, declared limits, and that the
-declared stream lengths add up to the file. It never allocates from an unchecked size.
+also catches truncation and trailing bytes), header syntax, declared limits, the stream set,
+and that the declared stream lengths add up to the file. It never allocates from an
+unchecked size, and it is exactly as strict as docs/format.md: whatever that page does not
+allow is a ``FormatError``, so a name it returns is printable ASCII without spaces.
 """
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ MAX_PIXELS = 1 << 28          # 268 megapixels
 MAX_STREAMS = 32
 MAX_NAME = 64
 MAX_VARINT_BYTES = 5          # every varint field is below 2**35; lengths below 2**32
+# the streams of format 2.0; a file of a later minor version may add streams (ignored here)
+STREAMS = ("ans", "esc", "alpha")
+REQUIRED_STREAM = "ans"
+ALPHA_STREAM = "alpha"
 _PREAMBLE = struct.Struct("<4sBB")
 _MIN_SIZE = _PREAMBLE.size + 1 + 4
 
@@ -80,12 +86,38 @@ def _check_limits(h: Header) -> None:
         raise FormatError(f"image of {h.width * h.height} pixels exceeds the limit of {MAX_PIXELS}")
     if h.bit_depth not in (8, 16):
         raise FormatError(f"unsupported bit depth {h.bit_depth}")
+    if h.bit_depth == 16 and h.mode != Mode.L:
+        raise FormatError(f"bit depth 16 with colour mode {h.mode.name} (only L has 16 bits)")
+    if h.flags:
+        raise FormatError(f"reserved flags are set ({h.flags:#04x})")
+
+
+def _check_streams(h: Header) -> None:
+    """Which streams a file holds, as docs/format.md says (lengths are checked elsewhere)."""
+    names = list(h.streams)
+    if h.minor <= FORMAT_MINOR:
+        unknown = [n for n in names if n not in STREAMS]
+        if unknown:
+            raise FormatError(f"unknown stream {unknown[0]!r} in a {h.major}.{h.minor} file")
+    if REQUIRED_STREAM not in names:
+        raise FormatError(f"missing stream {REQUIRED_STREAM!r}")
+    if (ALPHA_STREAM in names) != h.mode.has_alpha:
+        raise FormatError(f"colour mode {h.mode.name} " + ("needs an alpha stream" if h.mode.has_alpha
+                                                           else "cannot have an alpha stream"))
+    empty = [n for n, length in h.streams.items() if length == 0]
+    if empty:
+        raise FormatError(f"stream {empty[0]!r} is empty (an absent stream is left out)")
+
+
+def _valid_name(b: bytes) -> bool:
+    """1..MAX_NAME bytes of printable ASCII, no space (so that ``lic info`` can print it)."""
+    return 0 < len(b) <= MAX_NAME and all(0x21 <= c <= 0x7E for c in b)
 
 
 def _name(s: str) -> bytes:
-    b = s.encode("ascii")
-    if not 0 < len(b) <= MAX_NAME:
-        raise ValueError(f"name {s!r} must be 1..{MAX_NAME} ASCII bytes")
+    b = s.encode("ascii", "replace")
+    if not _valid_name(b):
+        raise ValueError(f"name {s!r} must be 1..{MAX_NAME} bytes of printable ASCII without spaces")
     return bytes([len(b)]) + b
 
 
@@ -107,8 +139,13 @@ def pack(header: Header, streams: dict[str, bytes]) -> bytes:
         raise ValueError("too many streams")
     if len(header.digest) != DIGEST_BYTES:
         raise ValueError(f"digest must be {DIGEST_BYTES} bytes")
-    if not 0 <= header.quality <= 0xFFFF or not 0 <= header.flags <= 0xFF:
-        raise ValueError("quality or flags out of range")
+    if not 0 <= header.quality <= 0xFFFF:
+        raise ValueError("quality out of range")
+    header.streams = {k: len(v) for k, v in streams.items()}
+    try:
+        _check_streams(header)
+    except FormatError as e:
+        raise ValueError(str(e)) from None
     body = bytearray()
     body += _name(header.model_id) + header.digest
     body += _varint(header.width) + _varint(header.height)
@@ -121,7 +158,6 @@ def pack(header: Header, streams: dict[str, bytes]) -> bytes:
     for data in streams.values():
         out += data
     out += struct.pack("<I", zlib.crc32(out))
-    header.streams = {k: len(v) for k, v in streams.items()}
     return bytes(out)
 
 
@@ -153,12 +189,10 @@ class _Reader:
 
     def name(self) -> str:
         (n,) = self.unpack("<B")
-        if n == 0:
-            raise FormatError("empty name in header")
-        try:
-            return self.take(n).decode("ascii")
-        except UnicodeDecodeError:
-            raise FormatError("non-ASCII name in header") from None
+        b = self.take(n)
+        if not _valid_name(b):
+            raise FormatError(f"name {b!r} in header is not 1..{MAX_NAME} bytes of printable ASCII")
+        return b.decode("ascii")
 
 
 def _parse(data: bytes, verify: bool) -> tuple[Header, int]:
@@ -206,6 +240,7 @@ def _parse(data: bytes, verify: bool) -> tuple[Header, int]:
         raise FormatError("header length does not match its fields")
     header = Header(model_id, digest, w, h, mode, depth, quality, flags, streams, major, minor)
     _check_limits(header)
+    _check_streams(header)
     if verify and end + sum(streams.values()) + 4 != len(data):
         raise FormatError("declared stream lengths do not match the file size")
     return header, end
