@@ -40,3 +40,32 @@ def test_round_trip_through_tensors():
     q2 = IntegerNet.from_tensors(q.to_tensors("x"), "x")
     z = torch.randint(-5000, 5000, (1, 8, 4, 4))
     assert torch.equal(q(z), q2(z))
+
+
+class _Wrapped(torch.nn.Module):
+    """A layer of another kind that declares its own integer export."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+    def to_integer(self, relu):
+        from liccodec.nn.integer import IntLayer
+
+        return [IntLayer.from_float(self.inner, relu)]
+
+
+def test_layers_declare_their_integer_export():
+    import pytest
+
+    f, q = make_net(3)
+    wrapped = IntegerNet.from_float(torch.nn.Sequential(_Wrapped(f[0]), *f[1:]))
+    z = torch.randint(-5000, 5000, (1, 8, 4, 4))
+    assert torch.equal(wrapped(z), q(z))
+    with pytest.raises(ValueError, match="to_integer"):
+        IntegerNet.from_float(torch.nn.Sequential(conv(8, 8, 3, 1), torch.nn.Tanh()))
+    with pytest.raises(ValueError, match="ReLU"):
+        IntegerNet.from_float(torch.nn.Sequential(torch.nn.ReLU(), conv(8, 8, 3, 1)))

@@ -33,8 +33,31 @@ def test_geometry_of_the_codec(tiny_float):
     assert Geometry.of(m.g_s) == Geometry(16, 1, 2)
     assert Geometry.of(m.latent.h_a) == Geometry(1, 4, 8)
     assert Geometry.of(m.latent.h_s) == Geometry(4, 1, 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="axis_ops"):
         Geometry.of(torch.nn.MaxPool2d(2))
+
+
+class _Declared(torch.nn.Module):
+    """A layer tiling does not know, declaring its receptive field: a 2x2 stride-2 pooling."""
+
+    def forward(self, x):
+        return torch.nn.functional.avg_pool2d(x, 2)
+
+    def axis_ops(self):
+        return [(False, 2, 2, 0)]
+
+
+def test_layers_declare_their_geometry():
+    """Any layer with axis_ops() tiles, exactly like the convolution it declares."""
+    from liccodec.nn import conv
+
+    pool = torch.nn.Sequential(conv(3, 4, 3, 1), _Declared(), torch.nn.GELU())
+    same = torch.nn.Sequential(conv(3, 4, 3, 1), torch.nn.Conv2d(4, 4, 2, 2))
+    assert Geometry.of(pool) == Geometry.of(same) == Geometry(1, 2, 2)
+    x = torch.rand(1, 3, 12, 16, dtype=torch.float64)
+    pool = pool.double()
+    with torch.no_grad():
+        assert (run_tiled(pool, x, Geometry.of(pool), 2) - pool(x)).abs().max() < 1e-12
 
 
 def test_halo_covers_the_measured_receptive_field(tiny_float):

@@ -40,6 +40,23 @@ class IntLayer:
     output_padding: int
     relu: bool
 
+    @classmethod
+    def from_float(cls, m: nn.Conv2d | nn.ConvTranspose2d, relu: bool, where: str = "layer") -> "IntLayer":
+        """Quantize one float (transposed) convolution, checking that it stays exact."""
+        w = m.weight.detach().double()
+        shift = min(24, W_LIMIT.bit_length() - 1 - math.ceil(math.log2(w.abs().max().item() + 1e-30)))
+        wq = torch.round(w * 2.0**shift).to(torch.int64).clamp(-W_LIMIT, W_LIMIT)
+        b = m.bias.detach().double() if m.bias is not None else torch.zeros(wq.shape[0 if isinstance(m, nn.Conv2d) else 1])
+        bq = torch.round(b * 2.0 ** (shift + ACT_BITS)).to(torch.int64)
+        kind = "conv" if isinstance(m, nn.Conv2d) else "deconv"
+        # worst-case accumulator magnitude per output channel must stay exactly representable
+        per_out = wq.abs().sum(dim=(1, 2, 3)) if kind == "conv" else wq.abs().sum(dim=(0, 2, 3))
+        worst = per_out.max().item() * ACT_CLIP + bq.abs().max().item()
+        if worst >= EXACT_LIMIT:
+            raise ValueError(f"{where}: accumulator bound 2^{math.log2(worst):.1f} is not exact in float64")
+        op = m.output_padding[0] if kind == "deconv" else 0
+        return cls(kind, wq, bq, shift, m.stride[0], m.padding[0], op, relu)
+
     def axis_ops(self) -> list[tuple[bool, int, int, int]]:
         """(transposed, kernel, stride, padding) along each axis (``liccodec.tiling``)."""
         k = self.weight.shape[-1]
@@ -75,28 +92,26 @@ class IntegerNet:
 
     @classmethod
     def from_float(cls, seq: nn.Sequential) -> "IntegerNet":
+        """Export a float chain. (Transposed) convolutions export here, a ReLU folds into the
+        layer before it (a clip at zero); any other module declares its own export with a
+        method ``to_integer(relu: bool) -> list[IntLayer]`` (``relu``: a ReLU follows it),
+        or the chain cannot be exported."""
         mods = list(seq)
-        layers = []
+        layers: list[IntLayer] = []
         for i, m in enumerate(mods):
-            if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if isinstance(m, nn.ReLU):
+                if i == 0 or isinstance(mods[i - 1], nn.ReLU):
+                    raise ValueError(f"module {i}: a ReLU exports only right after a layer")
                 continue
-            nxt = mods[i + 1] if i + 1 < len(mods) else None
-            relu = isinstance(nxt, nn.ReLU)
-            if nxt is not None and not relu:
-                raise ValueError(f"integer export supports ReLU between layers, got {type(nxt).__name__}")
-            w = m.weight.detach().double()
-            shift = min(24, W_LIMIT.bit_length() - 1 - math.ceil(math.log2(w.abs().max().item() + 1e-30)))
-            wq = torch.round(w * 2.0**shift).to(torch.int64).clamp(-W_LIMIT, W_LIMIT)
-            b = m.bias.detach().double() if m.bias is not None else torch.zeros(wq.shape[0 if isinstance(m, nn.Conv2d) else 1])
-            bq = torch.round(b * 2.0 ** (shift + ACT_BITS)).to(torch.int64)
-            kind = "conv" if isinstance(m, nn.Conv2d) else "deconv"
-            # worst-case accumulator magnitude per output channel must stay exactly representable
-            per_out = wq.abs().sum(dim=(1, 2, 3)) if kind == "conv" else wq.abs().sum(dim=(0, 2, 3))
-            worst = per_out.max().item() * ACT_CLIP + bq.abs().max().item()
-            if worst >= EXACT_LIMIT:
-                raise ValueError(f"layer {i}: accumulator bound 2^{math.log2(worst):.1f} is not exact in float64")
-            op = m.output_padding[0] if kind == "deconv" else 0
-            layers.append(IntLayer(kind, wq, bq, shift, m.stride[0], m.padding[0], op, relu))
+            relu = i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU)
+            export = getattr(m, "to_integer", None)
+            if callable(export):
+                layers += export(relu)
+            elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                layers.append(IntLayer.from_float(m, relu, f"layer {i}"))
+            else:
+                raise ValueError(f"cannot export {type(m).__name__} to integers: give it a "
+                                 "to_integer(relu) method (liccodec.nn.integer)")
         return cls(layers)
 
     # ---- (de)serialization as flat tensors (safetensors) ----
