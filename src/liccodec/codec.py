@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from liccodec.container import Header, pack, unpack
-from liccodec.errors import ModelError, UsageError
+from liccodec.errors import FormatError, ModelError, UsageError
 from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_tensor,
                               to_uint8, unpack_alpha)
 from liccodec.weights import DEFAULT_MODEL, WeightSpec, get_spec, load_model, read_manifest
@@ -134,20 +134,25 @@ def _model_for(header: Header):
 
 
 def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
-    """Decode to (header, uint8 RGB plane, alpha plane or None)."""
+    """Decode to (header, uint8 RGB plane, alpha plane or None).
+
+    Hostile files are rejected in the order of docs/format.md ("Security"): the container,
+    the model and the quality field, the alpha plane (its inflation is bounded by the
+    declared size), then the latents, whose stream must be long enough for the declared size
+    before anything of that size is allocated. Every rejection is a ``LicError``.
+    """
     header, streams = unpack(data)
     net = _model_for(header)
+    spec = read_manifest()[header.model_id]
+    if not round(spec.quality_min * 1000) <= header.quality <= round(spec.quality_max * 1000):
+        raise FormatError(f"quality field {header.quality / 1000:g} is outside {spec.id}'s range "
+                          f"[{spec.quality_min:g}, {spec.quality_max:g}]")
+    alpha = unpack_alpha(streams["alpha"], header.width, header.height) if header.mode.has_alpha else None
     ds = net.downsampling
     hp, wp = -(-header.height // ds) * ds, -(-header.width // ds) * ds
     with torch.inference_mode():
         x_hat = net.decompress(streams, (hp, wp), header.quality, precision())
     rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
-    alpha = None
-    if header.mode.has_alpha:
-        if "alpha" not in streams:
-            from liccodec.errors import FormatError
-            raise FormatError("alpha stream is missing")
-        alpha = unpack_alpha(streams["alpha"], header.width, header.height)
     return header, rgb, alpha
 
 

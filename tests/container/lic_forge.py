@@ -54,3 +54,31 @@ class Forged:
             body += bytes([len(name)]) + name + varint(len(data))
         out = b"\x89LIC" + bytes([self.major, self.minor]) + varint(len(body)) + body
         return reseal(out + b"".join(d for _, d in self.streams))
+
+
+def peak_growth(fn) -> tuple[object, int]:
+    """(fn's result or the exception it raised, how far the process's peak RSS rose above
+    its RSS before, in bytes). Linux resets the peak through /proc/self/clear_refs; elsewhere
+    the peak of Python and numpy allocations (tracemalloc) stands in."""
+    def rss(field: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before, traced = rss("VmRSS:"), False
+    except OSError:
+        import tracemalloc
+        tracemalloc.start()
+        traced = True
+    try:
+        out = fn()
+    except Exception as e:  # noqa: BLE001 -- handed back to the caller to judge
+        out = e
+    if traced:
+        import tracemalloc
+        growth = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    else:
+        growth = rss("VmHWM:") - before
+    return out, growth

@@ -385,8 +385,14 @@ def info(src, as_json):
         return
     for k, v in d.items():
         if k == "streams":
-            v = ", ".join(f"{n} {s:,} B" for n, s in v.items())
-        click.echo(f"{k:15} {v}")
+            v = ", ".join(f"{_printable(n)} {s:,} B" for n, s in v.items())
+        click.echo(f"{k:15} {_printable(str(v))}")
+
+
+def _printable(s: str) -> str:
+    """``s`` with anything but printable ASCII escaped (``\\x1b``): the reader allows no
+    other name, and a terminal must never get a file's control characters even so."""
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in s)
 
 
 @main.command()
