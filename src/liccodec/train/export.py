@@ -18,7 +18,9 @@ from liccodec.weights import sha256_file
 
 
 def model_from_checkpoint(path: str | Path, use_ema: bool = True):
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    from liccodec.train.loop import load_checkpoint
+
+    ck = load_checkpoint(path, "cpu")
     model_cfg = dict(ck["recipe"]["model"])
     arch = model_cfg.pop("arch")
     model = get_arch(arch).build(**model_cfg)

@@ -54,6 +54,22 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=(amp == "bf16"))
 
 
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """A training checkpoint, loaded without running code from it.
+
+    ``weights_only=True`` unpickles tensors and plain data only (what :meth:`Trainer.checkpoint`
+    writes: dicts, lists, numbers, strings; numpy's generator state is a dict of ints), so a
+    hostile ``.pt`` file can raise an error but never execute anything."""
+    import pickle
+
+    from liccodec.errors import UsageError
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UsageError(f"{path} holds more than tensors and plain data; refusing to load it "
+                         f"(weights_only): {str(e).splitlines()[0]}") from e
+
 @dataclass
 class TrainState:
     step: int = 0
@@ -120,7 +136,7 @@ class Trainer:
         return path
 
     def load(self, path: str | Path) -> None:
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+        ck = load_checkpoint(path, self.device)
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.opt.load_state_dict(ck["opt"])
