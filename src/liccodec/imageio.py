@@ -74,8 +74,8 @@ class Planes:
         return self.rgb.shape[1], self.rgb.shape[0]
 
 
-#: Largest image (pixels) coded by default: encoding it peaks at about 7.5 GiB with charm.mse
-#: (docs/big-images.md). The format allows 268 Mpx; those need $LICCODEC_MAX_PIXELS and memory.
+#: Largest image (pixels) coded by default: encoding it peaks at about 6.9 GiB with charm.mse
+#: (a linear fit through the 24 and 144 Mpx measurements of docs/big-images.md). The format allows 268 Mpx; those need $LICCODEC_MAX_PIXELS and memory.
 DEFAULT_MAX_PIXELS = 1 << 26
 
 
@@ -102,8 +102,8 @@ def check_pixels(width: int, height: int, what: str = "image", error: type[LicEr
 
 
 def _gib(pixels: int) -> float:
-    # encode peak of charm.mse, measured (docs/big-images.md): about 1 GiB + 100 bytes per pixel
-    return 1.0 + 100 * pixels / (1 << 30)
+    # encode peak of charm.mse through two measurements (docs/big-images.md): 1.5 GiB + 86 B/px
+    return 1.5 + 86 * pixels / (1 << 30)
 
 
 def frame_count(img: Image.Image) -> int:
