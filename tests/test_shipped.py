@@ -43,3 +43,28 @@ def test_shipped_model_codes_exactly_and_well(model_id):
         psnrs.append(10 * np.log10(255.0**2 / mse))
         assert 0.02 < 8 * len(data) / img[..., 0].size < 4.0
     assert 24 < psnrs[0] < psnrs[1] - 3, psnrs  # trained weights: the top quality is clearly better
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", SHIPPED)
+def test_shipped_model_decodes_the_same_tiled_or_whole(model_id):
+    """The whole bundled photo (451x300) through the full-size model, decoded whole and in
+    64-pixel tiles: the same latent integers, pixels within one code value."""
+    from liccodec.container import unpack
+    from liccodec.tiling import TilePolicy
+
+    with resources.as_file(resources.files("liccodec") / "data" / "chelsea.png") as p:
+        img = Image.open(p).convert("RGB")
+    data = liccodec.encode(img, model=model_id, quality=4.5)
+    header, streams = unpack(data)
+    net = load_model(model_id)
+    ds = net.downsampling
+    hw = (-(-header.height // ds) * ds, -(-header.width // ds) * ds)
+    z_hw = (hw[0] // ds, hw[1] // ds)
+    small = TilePolicy(threshold=0, tile=64)
+    whole = net.latent.decode_latents(streams, z_hw, header.quality)
+    tiled = net.latent.decode_latents(streams, z_hw, header.quality, small.core(net.y_stride))
+    assert all(torch.equal(a, b) for a, b in zip(whole, tiled))
+    x_whole = net.decompress(streams, hw, header.quality, "fp32", TilePolicy.never())
+    x_tiled = net.decompress(streams, hw, header.quality, "fp32", small)
+    assert (x_whole - x_tiled).abs().max() <= 1 / 255
