@@ -59,7 +59,7 @@ class BatchError(LicError):
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error",
-    UsageError.exit_code: "usage error (bad option value)",
+    UsageError.exit_code: "usage error (bad option value, output exists or cannot be written, image over the pixel limit)",
     InputImageError.exit_code: "input image unreadable or unsupported",
     FormatError.exit_code: "malformed .lic file",
     VersionError.exit_code: "unsupported .lic format version",
