@@ -24,22 +24,13 @@ def _summary(src: str, dst: str, nbytes: int, pixels: int, seconds: float, extra
 
 
 def _quality_metrics(planes, data: bytes) -> str:
-    import numpy as np
-    import torch
-    from pytorch_msssim import ms_ssim
-
     from liccodec.codec import decode_rgb
+    from liccodec.eval.metrics import ms_ssim_rgb, psnr_rgb
 
     _, rgb, _ = decode_rgb(data)
-    a, b = planes.rgb.astype(np.float64), rgb.astype(np.float64)
-    mse = float(((a - b) ** 2).mean())
-    psnr = 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")
-    extra = f", PSNR {psnr:.2f} dB"
-    if min(rgb.shape[:2]) > 160:  # MS-SSIM needs 5 scales of an 11x11 window
-        ta = torch.from_numpy(planes.rgb).permute(2, 0, 1)[None].float()
-        tb = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
-        extra += f", MS-SSIM {ms_ssim(ta, tb, data_range=255).item():.4f}"
-    return extra
+    extra = f", PSNR {psnr_rgb(planes.rgb, rgb):.2f} dB"
+    ms = ms_ssim_rgb(planes.rgb, rgb)  # None when too small for five scales
+    return extra if ms is None else extra + f", MS-SSIM {ms:.4f}"
 
 
 def _read_input(src: str) -> bytes | str:

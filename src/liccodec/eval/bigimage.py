@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from liccodec.eval.metrics import psnr_from_mse
+
 KODAK_CELL = (1536, 1024)   # each Kodak image upscaled 2x (portrait ones turned landscape)
 SEAM_BAND = 8               # half-width in pixels of the bands measured along tile borders
 
@@ -109,8 +111,7 @@ def seam_psnr(ref: np.ndarray, out: np.ndarray, tile: int, band: int = SEAM_BAND
     def psnr(mask: np.ndarray) -> float | None:
         if not mask.any():
             return None
-        mse = float(err[mask].mean())
-        return float("inf") if mse == 0 else round(10 * np.log10(255.0**2 / mse), 3)
+        return round(psnr_from_mse(float(err[mask].mean())), 3)
 
     def grid(shift: int) -> np.ndarray:
         return lines(h, shift)[:, None] | lines(w, shift)[None, :]

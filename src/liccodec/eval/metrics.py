@@ -37,10 +37,14 @@ def mse_rgb(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.square(d, dtype=np.int64)))
 
 
+def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
+    """PSNR in dB of a mean squared error at the given peak value; ``inf`` for 0."""
+    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+
+
 def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB (peak 255) of two uint8 HxWx3 images; ``inf`` when they are identical."""
-    mse = mse_rgb(a, b)
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+    return psnr_from_mse(mse_rgb(a, b))
 
 
 def ms_ssim_rgb(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from liccodec.eval.metrics import psnr_rgb
+
 
 @dataclass
 class ReferenceRow:
@@ -99,11 +101,6 @@ def compressai_twin(model_id: str, quality: int) -> nn.Module:
     return twin.eval()
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
-
-
 @torch.no_grad()
 def compare(model_id: str, images: list[np.ndarray], qualities: list[int], threads: int = 1,
             progress=None) -> list[ReferenceRow]:
@@ -137,8 +134,8 @@ def compare(model_id: str, images: list[np.ndarray], qualities: list[int], threa
             n_bytes = sum(len(s) for strings in enc["strings"] for s in strings)
             acc["lb"].append(8 * len(data) / (h * w))
             acc["cb"].append(8 * n_bytes / (h * w))
-            acc["lp"].append(_psnr(rgb, out))
-            acc["cp"].append(_psnr(rgb, cai))
+            acc["lp"].append(psnr_rgb(rgb, out))
+            acc["cp"].append(psnr_rgb(rgb, cai))
             acc["le"].append(t1 - t0)
             acc["ld"].append(t2 - t1)
             acc["ce"].append(t3 - t2)

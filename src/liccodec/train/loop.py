@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from liccodec.eval.metrics import psnr_from_mse
 from liccodec.models import get_arch
 from liccodec.train.config import Recipe
 from liccodec.train.data import CropSampler, list_images, load_rgb
@@ -35,7 +35,8 @@ def rd_terms(model: nn.Module, x: Tensor, level: Tensor):
 
 
 def psnr(mse: float) -> float:
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
+    """PSNR in dB of an MSE of images in [0, 1]."""
+    return psnr_from_mse(max(mse, 1e-12), peak=1.0)
 
 
 def resolve_amp(device: torch.device, amp: str) -> str:
