@@ -7,7 +7,7 @@ from PIL import Image
 from ratecontrol_testmodel import rd_model, rd_models_dir, smooth_image  # noqa: F401  (fixtures)
 
 import liccodec
-from liccodec.allocate import (Choice, RDPoints, allocate, brute_force, fixed_quality, fixed_quality_estimate,
+from liccodec.ratecontrol.allocate import (Choice, RDPoints, allocate, brute_force, fixed_quality, fixed_quality_estimate,
                                measure, quality_grid, realise, solve_exact, solve_lagrangian, upper_hull)
 from liccodec.codec import analyse
 from liccodec.eval.metrics import psnr_rgb
@@ -151,7 +151,7 @@ def test_fixed_quality_baseline(folder):
 
 
 def test_ms_ssim_metric(rd_model):
-    from liccodec.allocate import score
+    from liccodec.ratecontrol.allocate import score
     from liccodec.errors import UsageError
 
     an = analyse(split(Image.fromarray(smooth_image(5))), rd_model)

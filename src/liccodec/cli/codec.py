@@ -192,7 +192,7 @@ def _rate_targets(quality, target_bpp, target_size, target_psnr, avg_bpp, total_
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} exclude each other: give one")
     if avg_bpp is not None or total_size is not None:
-        from liccodec.allocate import Budget
+        from liccodec.ratecontrol.allocate import Budget
         from liccodec.ratecontrol import parse_size
 
         return None, Budget(avg_bpp, parse_size(total_size) if total_size is not None else None)
@@ -207,7 +207,8 @@ def _rate_targets(quality, target_bpp, target_size, target_psnr, avg_bpp, total_
 
 def _allocate_folder(src: Path, out: str | None, model: str, budget, metric: str, grid: int, overwrite: bool,
                      quiet: bool, report_path: str | None) -> None:
-    from liccodec import allocate, batch
+    from liccodec import batch
+    from liccodec.ratecontrol import allocate
 
     if not out:
         raise UsageError("a folder input needs -o OUTDIR")
@@ -472,7 +473,7 @@ def rate_bench(folder, model, avg_bpps, grid, metric, target_images, skip_alloca
     """
     import torch
 
-    from liccodec.allocate import allocation_markdown, benchmark_allocation, write_json
+    from liccodec.ratecontrol.allocate import allocation_markdown, benchmark_allocation, write_json
     from liccodec.eval.environment import cpu_model, load_average, usable_cores
     from liccodec.ratecontrol import benchmark_targets, targets_markdown
     from liccodec.train.data import list_images

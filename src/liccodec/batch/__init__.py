@@ -3,7 +3,7 @@
     plan(src, dst)  ->  [Job]  --engine-->  [Outcome]  ->  Report (summary table, failures)
 
 Engines: ``local`` (this module: in-process for one job, else worker processes) and
-``ray`` (``liccodec.engines.ray``, optional). Both run the same per-file function, so they
+``ray`` (``liccodec.batch.ray``, optional). Both run the same per-file function, so they
 write the same files.
 
 Guarantees, whatever the engine:
@@ -467,7 +467,7 @@ def run_folder(src: Path, dst: Path, decode: bool, fn: Work, out_suffix: str, jo
     prog = Progress(len(work), progress, state=state)
     try:
         if engine == "ray":
-            from liccodec.engines.ray import run_ray
+            from liccodec.batch.ray import run_ray
 
             workers = run_ray(work, fn, prog, address=address, num_cpus=jobs)
         else:
