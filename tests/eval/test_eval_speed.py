@@ -77,3 +77,12 @@ def test_holdout_selects_the_photos_training_kept_out(tmp_path):
     assert [im.name for im in held] == ["0", "3", "6"]
     trained = CropSampler(tmp_path, 0, holdout=3).images
     assert sorted(int(a[0, 0, 0]) // 30 for a in trained) == [1, 2, 4, 5]
+
+
+def test_conv_macs_counts_each_part(tiny):
+    from liccodec.eval.speed import conv_macs
+
+    m = conv_macs(tiny, side=64)
+    parts = {k: v for k, v in m.items() if k != "total" and not k.startswith("params_M")}
+    assert set(parts) == {"g_a", "g_s", "latent.h_a", "latent.h_s"}
+    assert abs(sum(parts.values()) - m["total"]) < 0.2 and m["g_a"] == m["g_s"] > 0  # mirrored transforms

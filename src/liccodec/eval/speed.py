@@ -271,3 +271,42 @@ def render(command: str, machine: str, threads: int, images: Sequence[Path], too
         lines += ["", "Start-up of a fresh process (seconds): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in p.startup.items()) + ".", ""]
     return "\n".join(lines)
+
+
+def conv_macs(model: str, side: int = 256) -> dict[str, float]:
+    """Multiply-adds per pixel (thousands) of every convolution and transposed convolution
+    in a forward pass of ``model`` at ``side`` x ``side``, by part (g_a, g_s, latent.h_s, ...).
+    GDN's 1x1 normalisation is not counted. Also ``params_M``: parameters by part, millions."""
+    import torch
+    from torch import nn
+
+    from liccodec.models import get_arch
+    from liccodec.weights import get_spec
+
+    spec = get_spec(model)
+    net = get_arch(spec.arch).build(**spec.config).eval()
+    macs: dict[str, float] = defaultdict(float)
+
+    def part(name: str) -> str:
+        bits = name.split(".")
+        return ".".join(bits[:2]) if bits[0] == "latent" else bits[0]
+
+    def hook(name: str):
+        def count(m, inputs, out):
+            taps = m.weight.shape[2] * m.weight.shape[3] * m.in_channels // m.groups * m.out_channels
+            x = inputs[0] if isinstance(m, nn.ConvTranspose2d) else out
+            macs[part(name)] += x.numel() // x.shape[1] * taps
+        return count
+
+    for name, m in net.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            m.register_forward_hook(hook(name))
+    with torch.no_grad():
+        net(torch.rand(1, 3, side, side), torch.tensor([0.0]))
+    out = {k: round(v / side**2 / 1e3, 1) for k, v in macs.items()}
+    out["total"] = round(sum(macs.values()) / side**2 / 1e3, 1)
+    params: dict[str, int] = defaultdict(int)
+    for name, p in net.named_parameters():
+        params[part(name) if not name.startswith("latent") else "latent"] += p.numel()
+    out.update({f"params_M {k}": round(v / 1e6, 2) for k, v in params.items()})
+    return out
