@@ -10,7 +10,7 @@ from liccodec.cli.main import main
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="Recipe TOML ([model] and [train] tables), e.g. models/msh.mse.toml.")
+              help="Recipe TOML ([model] and [train] tables), e.g. models/msh.mse/recipe.toml.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (overrides the recipe's train.out).")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from OUT/last.pt when it exists.")
@@ -70,7 +70,7 @@ def export_cmd(checkpoint: str, model_id: str, out_dir: str, description: str, r
 def plot_training(run_dir: str, out: str) -> None:
     """Plot a run's validation curve (real coded bpp and PSNR per lambda over steps).
 
-    RUN_DIR is a run folder or a val.jsonl-style file (e.g. docs/msh.mse.val.jsonl)."""
+    RUN_DIR is a run folder or a val.jsonl-style file (e.g. models/msh.mse/val.jsonl)."""
     from liccodec.train.plot import plot_run
 
     plot_run(Path(run_dir), Path(out))
