@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import json
 import sys
 import time
@@ -10,8 +9,9 @@ from pathlib import Path
 
 import click
 
+from liccodec.batch.workers import decode_file, encode_file, image_bytes
 from liccodec.cli.main import main
-from liccodec.errors import BatchError, LicError, UsageError
+from liccodec.errors import BatchError, UsageError
 from liccodec.weights import DEFAULT_MODEL
 
 QUALITY_HELP = ("Quality: a real number in the model's range (`lic models` lists it; the shipped models: "
@@ -70,95 +70,6 @@ def _write_out(dst: str, data: bytes) -> None:
         sys.stdout.buffer.flush()
     else:
         atomic_write_bytes(dst, data)
-
-
-# ---- per-file work (module level so worker processes can run it) ---------------------------
-
-def encode_file(job, model: str, quality: float | None, overwrite: bool, target=None, first_frame: bool = False):
-    from liccodec.batch import Outcome, make_record, stamp, up_to_date
-    from liccodec.codec import encode_planes, quality_milli
-    from liccodec.container import read_header
-    from liccodec.fileio import atomic_write_bytes
-    from liccodec.imageio import open_image, split
-    from liccodec.ratecontrol import encode_to_target, existing_meets
-    from liccodec.weights import get_spec
-
-    t0 = time.time()
-    try:
-        spec = get_spec(model)
-        params = {"model": spec.id, "digest": spec.digest.hex(), "first_frame": first_frame,
-                  **({"quality_milli": quality_milli(spec, quality)} if target is None
-                     else {"target": [target.kind, target.value]})}
-        src_stamp = stamp(job.src)  # before reading: a change while coding is seen next time
-        if job.dst.exists() and not overwrite and up_to_date(job, src_stamp, params):
-            try:
-                h = read_header(job.dst.read_bytes())
-                if h.model_id == spec.id and h.digest == spec.digest and (
-                        h.quality == params["quality_milli"] if target is None
-                        else existing_meets(target, h.width, h.height, job.dst.stat().st_size)):
-                    return Outcome(job.src, job.dst, True, skipped=True, record=job.record)
-            except LicError:
-                pass  # damaged output: redo it
-        planes = split(open_image(job.src, first_frame))
-        if target is None:
-            enc = encode_planes(planes, model, quality)
-        else:
-            enc = encode_to_target(planes, target, model).encoded
-        atomic_write_bytes(job.dst, enc.data)
-        w, h = planes.size
-        return Outcome(job.src, job.dst, True, in_bytes=src_stamp["size"], out_bytes=len(enc.data),
-                       pixels=w * h, seconds=time.time() - t0, record=make_record(job, src_stamp, params))
-    except Exception as e:  # noqa: BLE001 - one bad file never stops the batch
-        return Outcome(job.src, job.dst, False, error=f"{type(e).__name__}: {e}", seconds=time.time() - t0)
-
-
-def _image_bytes(img, fmt: str | None, name: str) -> bytes:
-    buf = io.BytesIO()
-    try:
-        img.save(buf, format=fmt) if fmt else img.save(buf, format=_format_for(name))
-    except (KeyError, ValueError, OSError) as e:
-        raise UsageError(f"cannot write {img.mode} image as {fmt or Path(name).suffix}: {e}") from None
-    return buf.getvalue()
-
-
-def _format_for(name: str) -> str:
-    from PIL import Image
-
-    ext = Path(name).suffix.lower()
-    Image.init()
-    fmt = Image.EXTENSION.get(ext)
-    if fmt is None:
-        raise UsageError(f"unknown output image format {ext!r}")
-    return fmt
-
-
-def decode_file(job, overwrite: bool):
-    from PIL import Image
-
-    from liccodec.batch import Outcome, make_record, stamp, up_to_date
-    from liccodec.codec import decode
-    from liccodec.fileio import atomic_write_bytes
-
-    t0 = time.time()
-    try:
-        params = {"decoder": "lic"}
-        src_stamp = stamp(job.src)
-        if job.dst.exists() and not overwrite and up_to_date(job, src_stamp, params):
-            try:
-                with Image.open(job.dst) as im:
-                    im.verify()
-                return Outcome(job.src, job.dst, True, skipped=True, record=job.record)
-            except Exception:  # noqa: BLE001 - unreadable output: redo it
-                pass
-        data = job.src.read_bytes()
-        img = decode(data)
-        out = _image_bytes(img, None, job.dst.name)
-        atomic_write_bytes(job.dst, out)
-        return Outcome(job.src, job.dst, True, in_bytes=len(data), out_bytes=len(out),
-                       pixels=img.size[0] * img.size[1], seconds=time.time() - t0,
-                       record=make_record(job, src_stamp, params))
-    except Exception as e:  # noqa: BLE001
-        return Outcome(job.src, job.dst, False, error=f"{type(e).__name__}: {e}", seconds=time.time() - t0)
 
 
 def _run_folder(src: Path, out: str | None, decode: bool, fn, jobs: int, quiet: bool, suffix: str,
@@ -343,7 +254,7 @@ def decode(src, dst, output, fmt, overwrite, jobs, engine, address, quiet):
     t0 = time.time()
     data = sys.stdin.buffer.read() if src == "-" else _read_file(src)
     img = decode_bytes(data)
-    out = _image_bytes(img, fmt or ("PNG" if dst == "-" else None), dst)
+    out = image_bytes(img, fmt or ("PNG" if dst == "-" else None), dst)
     _write_out(dst, out)
     if not quiet:
         click.echo(_summary(src, dst, len(data), img.size[0] * img.size[1], time.time() - t0), err=True)
@@ -442,7 +353,7 @@ def demo(model, quality, out_dir, overwrite):
     t0 = time.time()
     header, rgb, alpha = decode_rgb(enc.data)
     t_dec = time.time() - t0
-    png = _image_bytes(merge(rgb, alpha, header.mode, header.bit_depth), "PNG", "x.png")
+    png = image_bytes(merge(rgb, alpha, header.mode, header.bit_depth), "PNG", "x.png")
     atomic_write_bytes(out / "chelsea.decoded.png", png)
     w, h = planes.size
     extra = _quality_metrics(planes, enc.data)
