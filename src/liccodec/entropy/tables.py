@@ -46,7 +46,7 @@ def scale_table(lo: float = 0.11, hi: float = 256.0, levels: int = 128) -> np.nd
     """Scales of the Gaussian tables, evenly spaced in log scale (128 levels: 6.3% apart).
 
     A scale is coded with the nearest table in log scale. 128 levels instead of 64 saved
-    0.05-0.14% of the bytes on 6 Kodak images for 0.8 MB more weights (docs/training.md,
+    0.05-0.14% of the bytes on 6 Kodak images for 0.8 MB more weights (docs/training-history.md,
     "The coding overhead, and format 2.0").
     """
     return np.exp(np.linspace(math.log(lo), math.log(hi), levels))
