@@ -62,7 +62,7 @@ def cli_tools(models: Sequence[str], quality: float, threads: int, avif_cq: int,
               jxl_distance: float) -> tuple[dict[str, tuple[list[str], list[str], str]], dict[str, str]]:
     """``{name: (encode argv, decode argv, suffix)}`` with IN/OUT placeholders, and the
     tools that are missing ``{name: why}``."""
-    lic = [sys.executable, "-m", "liccodec.cli.main"] if not shutil.which("lic") else ["lic"]
+    lic = ["lic"] if shutil.which("lic") else [sys.executable, "-c", "from liccodec.cli.main import run; run()"]
     tools: dict[str, tuple[list[str], list[str], str]] = {}
     for m in models:
         tools[f"lic {m}"] = ([*lic, "encode", "IN", "OUT", "-m", m, "-q", f"{quality:g}", "--overwrite", "--quiet"],
