@@ -71,6 +71,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise UsageError(f"{path} holds more than tensors and plain data; refusing to load it "
                          f"(weights_only): {str(e).splitlines()[0]}") from e
 
+
 @dataclass
 class TrainState:
     step: int = 0
@@ -108,6 +109,9 @@ class Trainer:
         aux = [p for p in self.model.parameters() if p.requires_grad and id(p) in aux_ids]
         if not main:
             raise ValueError(f"freeze={list(frozen)} leaves nothing to train")
+        # held in eval mode on every step (no training noise, running statistics untouched)
+        self.frozen_modules = [m for n, m in self.model.named_modules()
+                               if n and n.startswith(tuple(f.rstrip(".") for f in frozen))]
         self.opt = torch.optim.Adam(main, lr=self.cfg.lr)
         self.aux_opt = torch.optim.Adam(aux, lr=self.cfg.aux_lr) if aux else None
         self.data = CropSampler(self.cfg.data, self.cfg.seed, holdout=self.cfg.holdout)
@@ -153,9 +157,8 @@ class Trainer:
     def step(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
         model.train()
-        for name, m in model.named_modules():
-            if name and name.startswith(tuple(f.rstrip(".") for f in cfg.freeze)):
-                m.eval()
+        for m in self.frozen_modules:
+            m.eval()
         lr = cfg.lr_at(self.state.step)
         for g in self.opt.param_groups:
             g["lr"] = lr
