@@ -6,6 +6,8 @@ Public API::
     image = liccodec.decode(data)          # a Pillow image
     liccodec.list_models()                 # shipped weight sets
     liccodec.load_model("msh.mse")         # the torch module, weights verified
+
+``import liccodec.pillow`` registers .lic with Pillow (``Image.open``, ``Image.save``).
 """
 from __future__ import annotations
 
