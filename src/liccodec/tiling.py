@@ -37,8 +37,13 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-import torch
-from torch import Tensor, nn
+import sys
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 #: Images above this many (padded) pixels are coded tile by tile. At 4 Mpx the whole-image
 #: float transforms of msh.mse already need about 2 GiB; below it tiling only costs time.
@@ -47,10 +52,10 @@ DEFAULT_THRESHOLD = 1 << 22
 DEFAULT_TILE = 1024
 TILE_MULTIPLE = 64
 
-#: torch modules that act on each spatial position on its own (they do not widen the halo);
-#: layers of this package declare themselves with ``axis_ops()`` instead.
-TORCH_POINTWISE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Sigmoid, nn.Tanh,
-                                                nn.GELU, nn.SiLU, nn.Hardtanh)
+#: names of the torch modules that act on each spatial position on its own (they do not
+#: widen the halo); layers of this package declare themselves with ``axis_ops()`` instead.
+#: This module does not import torch: the numpy decoder (``liccodec.runtime``) tiles too.
+TORCH_POINTWISE = ("ReLU", "LeakyReLU", "Identity", "Sigmoid", "Tanh", "GELU", "SiLU", "Hardtanh")
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,15 @@ def _square(v: int | tuple[int, ...], what: str) -> int:
 
 
 def _axis_ops(layers: Iterable[object]) -> Iterator[_AxisOp]:
+    # a torch module can only exist once torch is imported; this module never imports it
+    nn = sys.modules["torch.nn"] if "torch.nn" in sys.modules else None
     for m in layers:
         declared = getattr(m, "axis_ops", None)
         if callable(declared):
             yield from (_AxisOp(*op) for op in declared())
+        elif nn is None:
+            raise ValueError(f"cannot tell the receptive field of {type(m).__name__}: "
+                             "give it an axis_ops() method (see liccodec.tiling)")
         elif isinstance(m, nn.Sequential):
             yield from _axis_ops(m)
         elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -92,7 +102,7 @@ def _axis_ops(layers: Iterable[object]) -> Iterator[_AxisOp]:
                 raise ValueError("tiling needs numeric padding")
             yield _AxisOp(isinstance(m, nn.ConvTranspose2d), _square(m.kernel_size, "kernels"),
                           _square(m.stride, "strides"), _square(m.padding, "padding"))
-        elif isinstance(m, TORCH_POINTWISE):
+        elif isinstance(m, nn.Module) and type(m).__name__ in TORCH_POINTWISE and type(m).__module__.startswith("torch."):
             continue
         else:
             raise ValueError(f"cannot tell the receptive field of {type(m).__name__}: "
@@ -166,9 +176,10 @@ def spans(length: int, core: int, halo: int) -> list[Span]:
 def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, geo: Geometry, core: int) -> Tensor:
     """``fn(x)`` computed tile by tile; ``fn`` is a chain with geometry ``geo``.
 
-    ``x`` is NCHW with H and W multiples of ``geo.down``; ``core`` is the tile core side in
-    input positions (rounded up to a multiple of ``geo.down``). The result is a new
-    contiguous NCHW tensor with ``fn``'s channels and dtype.
+    ``x`` is NCHW (a torch tensor or a numpy array) with H and W multiples of ``geo.down``;
+    ``core`` is the tile core side in input positions (rounded up to a multiple of
+    ``geo.down``). The result is a new contiguous NCHW tensor (or array) with ``fn``'s
+    channels and dtype.
     """
     core = max(geo.down, -(-core // geo.down) * geo.down)
     h, w = x.shape[-2:]
@@ -178,7 +189,9 @@ def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, geo: Geometry, core: in
         for c in spans(w, core, geo.halo):
             y = fn(x[..., r.lo:r.hi, c.lo:c.hi])
             if out is None:
-                out = torch.empty((*y.shape[:-2], oh, ow), dtype=y.dtype, device=y.device)
+                shape = (*y.shape[:-2], oh, ow)
+                out = (np.empty(shape, y.dtype) if isinstance(y, np.ndarray)
+                       else y.new_empty(shape))
             # the core's place inside the grown tile, in output positions
             t, l = geo.out_len(r.start - r.lo), geo.out_len(c.start - c.lo)
             rh, cw = geo.out_len(r.stop - r.start), geo.out_len(c.stop - c.start)

@@ -33,6 +33,7 @@ import constriction
 import numpy as np
 
 from liccodec.errors import FormatError
+from liccodec.fixedpoint import ESCAPE_STREAM, LATENT_STREAM
 
 ESCAPE_LIMIT = 1 << 24  # |symbol| beyond this is a format error (bounds varint decoding)
 PRECISION = 24          # constriction's fixed-point probabilities: 2^-24 units
@@ -275,3 +276,15 @@ class StreamReader:
             raise FormatError("entropy-coded stream has unused data")
         if self._pos != len(self._escapes):
             raise FormatError("escape stream has trailing bytes")
+
+
+def streams_of(writer: StreamWriter) -> dict[str, bytes]:
+    """The container streams of a finished writer (the escape stream only when not empty)."""
+    words, escapes = writer.finish()
+    return {LATENT_STREAM: words, **({ESCAPE_STREAM: escapes} if escapes else {})}
+
+
+def reader_of(streams: dict[str, bytes]) -> StreamReader:
+    if LATENT_STREAM not in streams:
+        raise FormatError(f"missing stream {LATENT_STREAM!r}")
+    return StreamReader(streams[LATENT_STREAM], streams.get(ESCAPE_STREAM, b""))

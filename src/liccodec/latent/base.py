@@ -22,24 +22,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from liccodec.entropy import StreamReader, StreamWriter
-from liccodec.errors import FormatError
-
-Q_UNIT = 1000            # qualities travel as integers in thousandths
-
-# container streams: the rANS words of every latent (in decoding order) and their escapes
-LATENT_STREAM = "ans"
-ESCAPE_STREAM = "esc"
+from liccodec.entropy import StreamReader, StreamWriter, reader_of, streams_of
+from liccodec.fixedpoint import Q_UNIT, level_of_quality, quality_of_level  # noqa: F401 (re-exported)
 
 
-def level_of_quality(q_milli: int) -> float:
-    """Trained level (0-based, fractional) of a quality in thousandths."""
-    return (q_milli - Q_UNIT) / Q_UNIT
 
 
-def quality_of_level(level: float) -> int:
-    """Quality in thousandths of a (fractional) trained level: level 0 is quality 1."""
-    return int(round((level + 1) * Q_UNIT))
 
 
 @dataclass
@@ -145,14 +133,3 @@ class LatentCodec(nn.Module):
         reader.finish()
         return y_hat
 
-
-def streams_of(writer: StreamWriter) -> dict[str, bytes]:
-    """The container streams of a finished writer (the escape stream only when not empty)."""
-    words, escapes = writer.finish()
-    return {LATENT_STREAM: words, **({ESCAPE_STREAM: escapes} if escapes else {})}
-
-
-def reader_of(streams: dict[str, bytes]) -> StreamReader:
-    if LATENT_STREAM not in streams:
-        raise FormatError(f"missing stream {LATENT_STREAM!r}")
-    return StreamReader(streams[LATENT_STREAM], streams.get(ESCAPE_STREAM, b""))

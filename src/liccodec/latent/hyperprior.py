@@ -26,15 +26,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liccodec.entropy import StreamReader, StreamWriter, TableSet, gaussian_tables, scale_table
+from liccodec.entropy import StreamReader, StreamWriter, TableSet, gaussian_tables, reader_of, scale_table
 from liccodec.errors import FormatError
-from liccodec.latent.base import Q_UNIT, LatentCodec, LatentOut, level_of_quality, reader_of
+from liccodec.fixedpoint import GAIN_BITS, Z_LIMIT, level_split
+from liccodec.latent.base import Q_UNIT, LatentCodec, LatentOut, level_of_quality
 from liccodec.nn import GainUnits, conv, deconv, lower_bound, ste_round
 from liccodec.nn.integer import ACT_BITS, IntegerNet
 from liccodec.tiling import Geometry, run_tiled
-
-Z_LIMIT = 1 << 15        # |z symbol| bound (keeps the integer gain product inside int64)
-GAIN_BITS = 16           # fixed-point bits of the exported inverse hyper-gains
 
 SCALE_MIN = 0.11
 LIKELIHOOD_MIN = 1e-9
@@ -48,17 +46,6 @@ def gaussian_likelihood(y: Tensor, scales: Tensor, means: Tensor) -> Tensor:
     upper = 0.5 * torch.erfc(c * (0.5 - values))
     lower = 0.5 * torch.erfc(c * (-0.5 - values))
     return lower_bound(upper - lower, LIKELIHOOD_MIN)
-
-
-def _level_split(q_milli: int, levels: int) -> tuple[int, int]:
-    """Quality in thousandths (1000 = level 0) -> (lower level, weight of the upper in 1/1000)."""
-    lv = q_milli - Q_UNIT
-    if not 0 <= lv <= (levels - 1) * Q_UNIT:
-        raise ValueError(f"quality {q_milli / Q_UNIT} outside [1, {levels}]")
-    lo, f = divmod(lv, Q_UNIT)
-    if lo == levels - 1 and levels > 1:
-        lo, f = levels - 2, Q_UNIT
-    return lo, f
 
 
 def _round_div(n: Tensor, d: int) -> Tensor:
@@ -107,7 +94,7 @@ class ExactParams:
         with a halo covering its receptive field; integer arithmetic makes that bit-identical
         to the whole-latent result while bounding the float64 convolutions' buffers.
         """
-        lo, f = _level_split(q_milli, self.inv_hyper_gain.shape[0])
+        lo, f = level_split(q_milli, self.inv_hyper_gain.shape[0])
         hi = min(lo + 1, self.inv_hyper_gain.shape[0] - 1)
         g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
         num = ((z_sym << ACT_BITS) + self.z_median.view(1, -1, 1, 1)) * g.view(1, -1, 1, 1)

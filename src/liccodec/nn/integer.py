@@ -23,10 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACT_BITS = 10
-ACT_CLIP = (1 << 22) - 1
-W_LIMIT = (1 << 15) - 1
-EXACT_LIMIT = 1 << 53
+from liccodec.fixedpoint import ACT_BITS, ACT_CLIP, EXACT_LIMIT, W_LIMIT
+
+__all__ = ["ACT_BITS", "ACT_CLIP", "EXACT_LIMIT", "W_LIMIT", "IntLayer", "IntegerNet"]
 
 
 @dataclass
