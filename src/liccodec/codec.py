@@ -1,11 +1,15 @@
-"""Image <-> .lic bytes with a shipped model. The functions behind ``lic encode/decode``."""
+"""Image <-> .lic bytes with a shipped model. The functions behind ``lic encode/decode``.
+
+Encoding runs the torch models; decoding runs the numpy decoder (``liccodec.runtime``) for
+every architecture it supports, so that ``lic decode`` never waits for torch to import.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from liccodec.container import Header, pack, unpack
@@ -13,6 +17,9 @@ from liccodec.errors import FormatError, ModelError, UsageError
 from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_tensor,
                               to_uint8, unpack_alpha)
 from liccodec.weights import DEFAULT_MODEL, WeightSpec, get_spec, load_model, read_manifest
+
+if TYPE_CHECKING:
+    import torch
 
 
 def precision() -> str:
@@ -51,6 +58,8 @@ class Encoded:
 
 
 def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | None = None) -> Encoded:
+    import torch
+
     spec = get_spec(model)
     q = quality_milli(spec, quality)
     net = load_model(model)
@@ -76,7 +85,7 @@ class Analysis:
 
     planes: Planes
     spec: WeightSpec
-    y: torch.Tensor               # net.analysis of the padded image (g_a, tiled when big)
+    y: "torch.Tensor"             # net.analysis of the padded image (g_a, tiled when big)
     alpha: bytes | None           # the packed alpha stream, quality-independent
 
     @property
@@ -87,6 +96,8 @@ class Analysis:
 
 def analyse(planes: Planes, model: str = DEFAULT_MODEL) -> Analysis:
     """Run the analysis transform once (the expensive, quality-independent half of encoding)."""
+    import torch
+
     spec = get_spec(model)
     net = load_model(model)
     x = pad_to_multiple(to_tensor(planes.rgb), net.downsampling)
@@ -102,6 +113,8 @@ def encode_analysis(analysis: Analysis, q_milli: int) -> Encoded:
     if not (round(spec.quality_min * 1000) <= q_milli <= round(spec.quality_max * 1000)):
         raise UsageError(f"quality {q_milli / 1000:g} is outside {spec.id}'s range "
                          f"[{spec.quality_min:g}, {spec.quality_max:g}]")
+    import torch
+
     net = load_model(spec.id)
     with torch.inference_mode():
         streams = net.compress_latent(analysis.y, int(q_milli), precision())
@@ -123,14 +136,14 @@ def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
     return encode_planes(split(open_image(image, first_frame)), model, quality).data
 
 
-def _model_for(header: Header):
+def _spec_for(header: Header) -> WeightSpec:
     spec = read_manifest().get(header.model_id)
     if spec is None:
         raise ModelError(f"this file needs model {header.model_id!r}, which is not installed")
     if spec.digest != header.digest:
         raise ModelError(f"this file was written with other weights for {header.model_id} "
                          f"(digest {header.digest.hex()}, installed {spec.digest.hex()})")
-    return load_model(spec.id)
+    return spec
 
 
 def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
@@ -141,18 +154,25 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     declared size), then the latents, whose stream must be long enough for the declared size
     before anything of that size is allocated. Every rejection is a ``LicError``.
     """
+    from liccodec import runtime
+
     header, streams = unpack(data)
-    net = _model_for(header)
-    spec = read_manifest()[header.model_id]
+    spec = _spec_for(header)
+    net = runtime.load_decoder(spec.id) if spec.arch in runtime.SUPPORTED else load_model(spec.id)
     if not round(spec.quality_min * 1000) <= header.quality <= round(spec.quality_max * 1000):
         raise FormatError(f"quality field {header.quality / 1000:g} is outside {spec.id}'s range "
                           f"[{spec.quality_min:g}, {spec.quality_max:g}]")
     alpha = unpack_alpha(streams["alpha"], header.width, header.height) if header.mode.has_alpha else None
     ds = net.downsampling
     hp, wp = -(-header.height // ds) * ds, -(-header.width // ds) * ds
-    with torch.inference_mode():
-        x_hat = net.decompress(streams, (hp, wp), header.quality, precision())
-    rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
+    if isinstance(net, runtime.Decoder):
+        rgb = net.decode(streams, (hp, wp), header.quality)[: header.height, : header.width]
+    else:  # an architecture the numpy decoder does not run
+        import torch
+
+        with torch.inference_mode():
+            x_hat = net.decompress(streams, (hp, wp), header.quality, precision())
+        rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
     return header, rgb, alpha
 
 

@@ -31,18 +31,22 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
 
 from liccodec.container import MAX_PIXELS, MAX_SIDE, Mode
 from liccodec.errors import FormatError, InputImageError, LicError
 
+if TYPE_CHECKING:  # torch is imported only where tensors are made: decoding runs without it
+    from torch import Tensor
+
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Replicate-pad the bottom/right edges of NCHW ``x`` up to a multiple of ``multiple``."""
+    import torch.nn.functional as F
+
     h, w = x.shape[2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
@@ -52,11 +56,15 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
 
 def to_tensor(rgb: np.ndarray) -> Tensor:
     """uint8 HxWx3 -> float (1, 3, H, W) in [0, 1]."""
+    import torch
+
     return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
     """float (1, 3, H, W) in [0, 1] -> uint8 HxWx3 (rounded)."""
+    import torch
+
     return x[0].clamp(0, 1).mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 

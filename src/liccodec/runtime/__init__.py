@@ -1,0 +1,305 @@
+"""The decoder without torch: numpy, constriction and the shipped weights.
+
+Importing torch takes 1.4 to 3 s on the machines this project runs on, several times what
+decoding a photo takes once it is imported (docs/speed.md). ``lic decode`` and
+:func:`liccodec.decode` therefore decode here, for every architecture this module knows
+(:data:`SUPPORTED`); the torch models (``liccodec.models``) train, export, encode, and
+stay the reference the tests hold this decoder to.
+
+What it computes, for the mean-scale hyperprior family (``msh``, and ``charm`` with its
+channel slices and latent residual prediction), mirrors ``liccodec.latent.hyperprior`` and
+``liccodec.latent.channelwise`` step by step:
+
+* the exact part (z, the integer hyper-synthesis, the slice networks, the scale indices,
+  y's symbols and means) in integers, bit-identical to the torch models on any machine;
+* the float part (inverse gains, residual prediction, synthesis) in float32, where the
+  pixels may differ from the torch path by rounding (the torch path runs bf16 where the
+  CPU has it), far below one code value on average (tests/runtime).
+
+Images above the tiling threshold (``liccodec.tiling.TilePolicy``) are decoded tile by
+tile exactly as the torch models tile them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from liccodec.entropy import StreamReader, TableSet, reader_of
+from liccodec.errors import FormatError, ModelError
+from liccodec.fixedpoint import ACT_BITS, ACT_CLIP, GAIN_BITS, Q_UNIT, Z_LIMIT, level_of_quality, level_split
+from liccodec.runtime.ops import conv2d, conv_transpose2d, gdn
+from liccodec.tiling import Geometry, TilePolicy, run_tiled
+
+#: architectures this decoder runs
+SUPPORTED = ("msh", "charm")
+
+
+# ---- exact integer networks ------------------------------------------------------------
+@dataclass(frozen=True)
+class IntegerLayer:
+    """One exported integer (transposed) convolution (``liccodec.nn.integer.IntLayer``)."""
+
+    deconv: bool
+    weight: np.ndarray   # float64 holding integers: (k, k, Ci, Co) for conv, (Ci, Co, k, k) for deconv
+    bias: np.ndarray     # int64, at scale 2**(shift + ACT_BITS)
+    shift: int
+    stride: int
+    padding: int
+    output_padding: int
+    relu: bool
+
+    def axis_ops(self) -> list[tuple[bool, int, int, int]]:
+        return [(self.deconv, self.weight.shape[-1] if self.deconv else self.weight.shape[0],
+                 self.stride, self.padding)]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(H, W, Ci) int64 -> (Ho, Wo, Co) int64."""
+        xd = x.astype(np.float64)
+        if self.deconv:
+            acc = conv_transpose2d(xd, self.weight, None, self.stride, self.padding, self.output_padding)
+        else:
+            acc = conv2d(xd, self.weight, None, self.stride, self.padding)
+        out = acc.astype(np.int64)  # exact: integers below 2**53
+        out += self.bias
+        out += 1 << (self.shift - 1)
+        out >>= self.shift
+        return np.clip(out, 0 if self.relu else -ACT_CLIP, ACT_CLIP, out=out)
+
+
+class IntegerChain:
+    """A chain of :class:`IntegerLayer` on NCHW int64 arrays (batch 1), as tiling expects."""
+
+    def __init__(self, layers: list[IntegerLayer]):
+        self.layers = layers
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, np.ndarray], prefix: str) -> "IntegerChain":
+        layers, i = [], 0
+        while f"{prefix}.{i}.weight" in t:
+            deconv, shift, stride, padding, out_pad, relu = (int(v) for v in t[f"{prefix}.{i}.meta"])
+            w = t[f"{prefix}.{i}.weight"].astype(np.float64)
+            if not deconv:
+                w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+            layers.append(IntegerLayer(bool(deconv), w, t[f"{prefix}.{i}.bias"].astype(np.int64), shift, stride,
+                                       padding, out_pad, bool(relu)))
+            i += 1
+        if not layers:
+            raise ModelError(f"the weights carry no integer layers under {prefix!r}")
+        return cls(layers)
+
+    def axis_ops(self) -> list[tuple[bool, int, int, int]]:
+        return [op for layer in self.layers for op in layer.axis_ops()]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        h = np.clip(x[0].transpose(1, 2, 0).astype(np.int64), -ACT_CLIP, ACT_CLIP)
+        for layer in self.layers:
+            h = layer(h)
+        return h.transpose(2, 0, 1)[None]
+
+
+# ---- float networks ----------------------------------------------------------------------
+def _nonneg(t: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """A GDN parameter through its reparametrization: max(p, bound)**2 - pedestal."""
+    p = t[name].astype(np.float32)
+    bound = t[f"{name}_reparam.lower_bound.bound"].astype(np.float32)
+    return np.maximum(p, bound) ** 2 - t[f"{name}_reparam.pedestal"].astype(np.float32)
+
+
+class Synthesis:
+    """``g_s`` of the msh family: transposed 5x5 stride-2 convolutions with IGDNs between."""
+
+    def __init__(self, t: dict[str, np.ndarray], prefix: str = "g_s"):
+        self.layers: list[tuple] = []
+        i = 0
+        while f"{prefix}.{i}.weight" in t or f"{prefix}.{i}.beta" in t:
+            p = f"{prefix}.{i}"
+            if f"{p}.beta" in t:
+                self.layers.append(("gdn", _nonneg(t, f"{p}.beta"), _nonneg(t, f"{p}.gamma")))
+            else:
+                w = t[f"{p}.weight"].astype(np.float32)
+                k = w.shape[-1]
+                self.layers.append(("deconv", w, t[f"{p}.bias"].astype(np.float32), k))
+            i += 1
+
+    def axis_ops(self) -> list[tuple[bool, int, int, int]]:
+        return [(True, layer[3], 2, layer[3] // 2) for layer in self.layers if layer[0] == "deconv"]
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        """(1, M, h, w) float32 -> (1, 3, 16h, 16w) clipped to [0, 1]."""
+        x = np.ascontiguousarray(y[0].transpose(1, 2, 0), dtype=np.float32)
+        for layer in self.layers:
+            if layer[0] == "gdn":
+                x = gdn(x, layer[1], layer[2], inverse=True)
+            else:
+                _, w, b, k = layer
+                x = conv_transpose2d(x, w, b, 2, k // 2, 1)
+        return np.clip(x, 0.0, 1.0).transpose(2, 0, 1)[None]
+
+
+class ResidualPrediction:
+    """Latent residual prediction (``liccodec.latent.channelwise.LatentResidual``)."""
+
+    def __init__(self, t: dict[str, np.ndarray], slices: int, prefix: str = "latent.lrp.nets"):
+        self.nets = []
+        for i in range(slices):
+            layers, j = [], 0
+            while f"{prefix}.{i}.{j}.weight" in t:
+                w = t[f"{prefix}.{i}.{j}.weight"].astype(np.float32)
+                layers.append((np.ascontiguousarray(w.transpose(2, 3, 1, 0)), t[f"{prefix}.{i}.{j}.bias"].astype(np.float32)))
+                j += 2  # conv, ReLU, conv, ReLU, conv
+            if not layers:
+                raise ModelError(f"the weights carry no residual-prediction network {i}")
+            self.nets.append(layers)
+
+    def axis_ops(self) -> list[tuple[bool, int, int, int]]:
+        return [(False, w.shape[0], 1, w.shape[0] // 2) for w, _ in self.nets[0]]
+
+    def __call__(self, means_and_y: np.ndarray) -> np.ndarray:
+        """(1, 2M, h, w): means then y_hat -> y_hat + 0.5 tanh(residual), (1, M, h, w)."""
+        x = means_and_y[0].transpose(1, 2, 0)
+        m = x.shape[-1] // 2
+        c = m // len(self.nets)
+        means, y_hat = x[..., :m], x[..., m:]
+        res = []
+        for i, layers in enumerate(self.nets):
+            h = np.ascontiguousarray(np.concatenate([means[..., i * c:(i + 1) * c], y_hat[..., :(i + 1) * c]], axis=-1))
+            for j, (w, b) in enumerate(layers):
+                h = conv2d(h, w, b, 1, w.shape[0] // 2)
+                if j < len(layers) - 1:
+                    np.maximum(h, 0, out=h)
+            res.append(h)
+        out = y_hat + 0.5 * np.tanh(np.concatenate(res, axis=-1))
+        return out.transpose(2, 0, 1)[None]
+
+
+# ---- the decoder ---------------------------------------------------------------------------
+def _tables(t: dict[str, np.ndarray], p: str) -> TableSet:
+    return TableSet(t[f"{p}.pmf"], t[f"{p}.length"], t[f"{p}.offset"])
+
+
+class Decoder:
+    """A shipped msh/charm model's decoder: streams -> pixels."""
+
+    def __init__(self, arch: str, config: dict, t: dict[str, np.ndarray]):
+        if arch not in SUPPORTED:
+            raise ModelError(f"the numpy decoder does not run architecture {arch!r}")
+        self.N, self.M = int(config["N"]), int(config["M"])
+        self.slices = int(config.get("slices", 1)) if arch == "charm" else 1
+        self.hs = IntegerChain.from_tensors(t, "exact.h_s")
+        self.cc = []
+        if arch == "charm":
+            self.cc = [IntegerChain.from_tensors(t, f"exact.cc.{i}") for i in range(self.slices)]
+        self.z_median = t["exact.z_median"].astype(np.int64)
+        self.inv_hyper_gain = t["exact.inv_hyper_gain"].astype(np.int64)
+        self.thresholds = t["exact.thresholds"].astype(np.int64)
+        self.z_tables, self.y_tables = _tables(t, "exact.z_tables"), _tables(t, "exact.y_tables")
+        self.inv_gain = np.exp(t["latent.gain.log_inv_gain"].astype(np.float32))
+        self.lrp = ResidualPrediction(t, self.slices) if arch == "charm" and config.get("lrp") else None
+        self.g_s = Synthesis(t)
+        self.y_stride = 16
+        self.downsampling = 64
+
+    # -- the exact part: integers only -----------------------------------------------------
+    def hyper_params(self, z_sym: np.ndarray, q_milli: int, tile: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """``ExactParams.hyper_params``: z symbols (1, N, h, w) -> (scales, means), ACT_BITS fixed point."""
+        levels = self.inv_hyper_gain.shape[0]
+        lo, f = level_split(q_milli, levels)
+        hi = min(lo + 1, levels - 1)
+        g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
+        num = ((z_sym << ACT_BITS) + self.z_median.reshape(1, -1, 1, 1)) * g.reshape(1, -1, 1, 1)
+        d = Q_UNIT << GAIN_BITS
+        z_hat = (num + d // 2) // d
+        params = self.hs(z_hat) if tile is None else run_tiled(self.hs, z_hat, Geometry.of(self.hs), tile)
+        half = params.shape[1] // 2
+        return params[:, :half], params[:, half:]
+
+    def index(self, scales_q: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.thresholds, scales_q, side="left")
+
+    def decode_latents(self, reader: StreamReader, z_hw: tuple[int, int], q_milli: int,
+                       tile: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """-> (y symbols, means in ACT_BITS fixed point), (1, M, 4h, 4w) int64 each."""
+        h, w = z_hw
+        reader.check_room(self.z_tables, np.full(self.N, h * w))
+        chan = np.broadcast_to(np.arange(self.N).reshape(1, -1, 1, 1), (1, self.N, h, w))
+        z_sym = reader.take(self.z_tables, chan).reshape(1, self.N, h, w)
+        if np.abs(z_sym).max(initial=0) > Z_LIMIT:
+            raise FormatError("hyper-latent value out of range")
+        scales_q, means_q = self.hyper_params(z_sym, q_milli, None if tile is None else max(1, tile // 4))
+        if not self.cc:
+            index = self.index(scales_q)
+            return reader.take(self.y_tables, index).reshape(index.shape), means_q
+        if len(self.cc) != self.slices:
+            raise ModelError(f"weights carry {len(self.cc)} slice networks, the model has {self.slices} slices")
+        c = self.M // self.slices
+        limit = ACT_CLIP >> ACT_BITS
+        syms, mq, y_hat_q = [], [], []
+        for i, net in enumerate(self.cc):
+            s, m = scales_q[:, i * c:(i + 1) * c], means_q[:, i * c:(i + 1) * c]
+            ctx = np.concatenate([s, m, *y_hat_q], axis=1)
+            d = net(ctx) if tile is None else run_tiled(net, ctx, Geometry.of(net), tile)
+            index = self.index(s + d[:, :c])
+            y_sym = reader.take(self.y_tables, index).reshape(index.shape)
+            m = m + d[:, c:]
+            syms.append(y_sym)
+            mq.append(m)
+            y_hat_q.append(np.clip(y_sym, -limit, limit) * (1 << ACT_BITS) + m)
+        return np.concatenate(syms, axis=1), np.concatenate(mq, axis=1)
+
+    # -- the float part --------------------------------------------------------------------
+    def y_hat(self, y_sym: np.ndarray, means_q: np.ndarray, q_milli: int, tile: int | None) -> np.ndarray:
+        y = (y_sym + means_q / 2.0**ACT_BITS).astype(np.float32)
+        if self.lrp is not None:
+            ctx = np.concatenate([(means_q / 2.0**ACT_BITS).astype(np.float32), y], axis=1)
+            y = self.lrp(ctx) if tile is None else run_tiled(self.lrp, ctx, Geometry.of(self.lrp), tile)
+        return y * self._inverse_gain(q_milli).reshape(1, -1, 1, 1)
+
+    def _inverse_gain(self, q_milli: int) -> np.ndarray:
+        """``GainUnits``: linear interpolation between the two trained levels around it."""
+        top = self.inv_gain.shape[0] - 1
+        level = min(max(np.float32(level_of_quality(q_milli)), np.float32(0)), np.float32(top))
+        lo = min(int(np.floor(level)), max(top - 1, 0))
+        hi = min(lo + 1, top)
+        t = np.float32(level - lo)
+        return self.inv_gain[lo] + t * (self.inv_gain[hi] - self.inv_gain[lo])
+
+    def decode(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int,
+               tiles: TilePolicy | None = None) -> np.ndarray:
+        """Streams of an image of padded size ``hw`` -> (hw[0], hw[1], 3) uint8."""
+        tiles = TilePolicy.from_env() if tiles is None else tiles
+        tiled = tiles.applies(*hw)
+        tile = tiles.core(self.y_stride) if tiled else None
+        reader = reader_of(streams)
+        z_hw = (hw[0] // self.downsampling, hw[1] // self.downsampling)
+        y_sym, means_q = self.decode_latents(reader, z_hw, q_milli, tile)
+        reader.finish()
+        y = self.y_hat(y_sym, means_q, q_milli, tile)
+        x = self.g_s(y) if not tiled else run_tiled(self.g_s, y, Geometry.of(self.g_s), tile)
+        return np.rint(x[0].transpose(1, 2, 0) * 255.0).astype(np.uint8)
+
+
+def load_decoder(model_id: str) -> Decoder:
+    """The decoder of a shipped model: weights verified against the manifest's sha256."""
+    from liccodec.weights import get_spec
+
+    spec = get_spec(model_id)
+    return _load(spec, str(spec.path))
+
+
+@lru_cache(maxsize=4)
+def _load(spec, path: str) -> Decoder:
+    from safetensors import safe_open
+
+    from liccodec.weights import sha256_file
+
+    if not spec.available:
+        raise ModelError(f"weights file for {spec.id} not found at {spec.path}")
+    actual = sha256_file(spec.path)
+    if actual != spec.sha256:
+        raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")
+    wanted = ("exact.", "g_s.", "latent.gain.", "latent.lrp.")
+    with safe_open(path, "np") as f:
+        t = {k: f.get_tensor(k) for k in f.keys() if k.startswith(wanted)}
+    return Decoder(spec.arch, dict(spec.config), t)

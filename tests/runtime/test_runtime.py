@@ -1,0 +1,129 @@
+"""The numpy decoder (``liccodec.runtime``) against the torch models it stands in for: the
+same latents bit for bit, the same pixels up to float rounding, tiled or whole, and no
+torch import on the way."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import liccodec
+from liccodec import runtime
+from liccodec.container import unpack
+from liccodec.entropy import reader_of
+from liccodec.imageio import to_uint8
+from liccodec.runtime.ops import conv2d, conv_transpose2d
+from liccodec.tiling import TilePolicy
+from liccodec.weights import get_spec, load_model
+
+
+# ---- the operations ---------------------------------------------------------------------
+@pytest.mark.parametrize("k,stride,pad", [(1, 1, 0), (3, 1, 1), (5, 2, 2), (3, 2, 1), (4, 2, 1)])
+def test_conv2d_is_torchs(k, stride, pad):
+    rng = np.random.default_rng(k * 10 + stride)
+    x = rng.normal(size=(1, 6, 13, 10))
+    w = rng.normal(size=(7, 6, k, k))
+    b = rng.normal(size=7)
+    ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, pad)[0].numpy()
+    out = conv2d(x[0].transpose(1, 2, 0), w.transpose(2, 3, 1, 0).copy(), b, stride, pad)
+    np.testing.assert_allclose(out.transpose(2, 0, 1), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k,stride,pad,out_pad", [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (3, 1, 1, 0),
+                                                  (5, 3, 2, 2), (2, 2, 0, 0)])
+def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad):
+    rng = np.random.default_rng(k * 10 + stride)
+    x = rng.normal(size=(1, 5, 7, 9))
+    w = rng.normal(size=(5, 4, k, k))
+    b = rng.normal(size=4)
+    ref = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, pad,
+                             out_pad)[0].numpy()
+    out = conv_transpose2d(x[0].transpose(1, 2, 0), w, b, stride, pad, out_pad)
+    np.testing.assert_allclose(out.transpose(2, 0, 1), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_integer_sums_are_exact_in_float64():
+    """Integers whose partial sums pass 2**24 (float32 would round) come out exact."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-(1 << 20), 1 << 20, size=(9, 9, 32)).astype(np.float64)
+    w = rng.integers(-(1 << 14), 1 << 14, size=(3, 3, 32, 4)).astype(np.float64)
+    out = conv2d(x, w, None, 1, 1).astype(np.int64)
+    xi, wi = x.astype(np.int64), w.astype(np.int64)
+    xp = np.pad(xi, ((1, 1), (1, 1), (0, 0)))
+    ref = sum(np.einsum("hwc,co->hwo", xp[i:i + 9, j:j + 9], wi[i, j]) for i in range(3) for j in range(3))
+    assert np.array_equal(out, ref)
+
+
+# ---- the decoder against the torch models --------------------------------------------------
+def _coded(model_id: str, photo: np.ndarray, quality: float):
+    data = liccodec.encode(Image.fromarray(photo), model=model_id, quality=quality)
+    header, streams = unpack(data)
+    hp, wp = -(-header.height // 64) * 64, -(-header.width // 64) * 64
+    return header, streams, (hp, wp)
+
+
+def _numpy_latents(dec, streams, hw, q):
+    reader = reader_of(streams)
+    out = dec.decode_latents(reader, (hw[0] // 64, hw[1] // 64), q, None)
+    reader.finish()
+    return out
+
+
+@pytest.mark.parametrize("quality", [1.0, 2.35, 3.0])
+def test_latents_and_pixels_are_the_torch_models(tiny_each, photo, quality):
+    if get_spec(tiny_each).arch not in runtime.SUPPORTED:
+        pytest.skip("the numpy decoder does not run this architecture")
+    header, streams, hw = _coded(tiny_each, photo, quality)
+    net, dec = load_model(tiny_each), runtime.load_decoder(tiny_each)
+    y_sym, means_q = net.latent.decode_latents(streams, (hw[0] // 64, hw[1] // 64), header.quality)
+    y_sym_np, means_np = _numpy_latents(dec, streams, hw, header.quality)
+    assert np.array_equal(y_sym.numpy(), y_sym_np) and np.array_equal(means_q.numpy(), means_np)
+    with torch.inference_mode():
+        ref = to_uint8(net.decompress(streams, hw, header.quality, "fp32"))
+    out = dec.decode(streams, hw, header.quality)
+    assert out.shape == ref.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_tiled_decoding_is_whole_decoding(tiny_each, photo):
+    if get_spec(tiny_each).arch not in runtime.SUPPORTED:
+        pytest.skip("the numpy decoder does not run this architecture")
+    big = np.tile(photo, (3, 3, 1))  # 210 x 297: several 64-pixel tiles
+    header, streams, hw = _coded(tiny_each, big, 2.0)
+    dec = runtime.load_decoder(tiny_each)
+    whole = dec.decode(streams, hw, header.quality, TilePolicy.never())
+    tiled = dec.decode(streams, hw, header.quality, TilePolicy(threshold=0, tile=64))
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_the_shipped_default_decodes_like_the_torch_model():
+    spec = get_spec("charm.mse")
+    if not spec.available:
+        pytest.skip("shipped weights not present")
+    sample = np.asarray(Image.open(os.path.join(os.path.dirname(liccodec.__file__), "data", "chelsea.png"))
+                        .convert("RGB"))[:128, :192]
+    header, streams, hw = _coded("charm.mse", sample, 4.5)
+    net, dec = load_model("charm.mse"), runtime.load_decoder("charm.mse")
+    y_sym, means_q = net.latent.decode_latents(streams, (hw[0] // 64, hw[1] // 64), header.quality)
+    y_sym_np, means_np = _numpy_latents(dec, streams, hw, header.quality)
+    assert np.array_equal(y_sym.numpy(), y_sym_np) and np.array_equal(means_q.numpy(), means_np)
+    with torch.inference_mode():
+        ref = to_uint8(net.decompress(streams, hw, header.quality, "fp32"))
+    diff = np.abs(dec.decode(streams, hw, header.quality).astype(int) - ref.astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.01
+
+
+def test_decoding_does_not_import_torch(tiny, photo, tmp_path):
+    path = tmp_path / "x.lic"
+    path.write_bytes(liccodec.encode(Image.fromarray(photo), model=tiny, quality=2))
+    code = ("import sys, liccodec\n"
+            f"img = liccodec.decode({str(path)!r})\n"
+            "assert img.size == (99, 70), img.size\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
