@@ -155,6 +155,7 @@ def _stage_targets(net) -> list[tuple[object, str, str]]:
     """What to time in a loaded model and in the modules coding goes through."""
     import liccodec.codec as codec
     import liccodec.entropy as entropy
+    from liccodec import runtime
     from liccodec.nn import integer
 
     latent = net.latent
@@ -164,6 +165,10 @@ def _stage_targets(net) -> list[tuple[object, str, str]]:
         (latent.h_a, "forward", "hyper analysis h_a"),
         (getattr(latent, "lrp", None), "forward", "latent residual prediction"),
         (integer.IntegerNet, "__call__", "integer networks (h_s, slice nets)"),
+        # decoding runs the numpy decoder (liccodec.runtime): the same stages there
+        (runtime.IntegerChain, "__call__", "integer networks (h_s, slice nets)"),
+        (runtime.Synthesis, "__call__", "synthesis g_s"),
+        (runtime.ResidualPrediction, "__call__", "latent residual prediction"),
         (entropy.StreamWriter, "add", "rANS"), (entropy.StreamWriter, "finish", "rANS"),
         (entropy.StreamReader, "take", "rANS"),
     ]
@@ -219,18 +224,24 @@ def profile_stages(model: str, image: Path, quality: float, repeats: int = 3) ->
 _STARTUP = """
 import time, sys
 t0 = time.perf_counter(); import liccodec.cli.main; t1 = time.perf_counter()
-import torch; t2 = time.perf_counter()
-from liccodec.weights import load_model; load_model(sys.argv[1]); t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2)
+from liccodec import runtime
+from liccodec.weights import get_spec
+if get_spec(sys.argv[1]).arch in runtime.SUPPORTED: runtime.load_decoder(sys.argv[1])
+t2 = time.perf_counter()
+import torch; t3 = time.perf_counter()
+from liccodec.weights import load_model; load_model(sys.argv[1]); t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 """
 
 
 def startup_costs(model: str) -> dict[str, float]:
-    """Seconds a fresh ``lic`` process spends before it codes: its own imports, importing
-    torch, and reading, verifying (sha256) and building the model."""
+    """Seconds a fresh ``lic`` process spends before it codes: its own imports; for decoding,
+    reading and verifying (sha256) the weights into the numpy decoder; for encoding,
+    importing torch and building the torch model (verified too)."""
     res = subprocess.run([sys.executable, "-c", _STARTUP, model], capture_output=True, text=True, check=True)
-    cli, torch_s, weights = map(float, res.stdout.split())
-    return {"import lic CLI": cli, "import torch": torch_s, "load + verify weights": weights}
+    cli, decoder, torch_s, weights = map(float, res.stdout.split())
+    return {"import lic CLI": cli, "load + verify weights, numpy decoder (decode)": decoder,
+            "import torch (encode)": torch_s, "load + verify weights, torch model (encode)": weights}
 
 
 # ---- the report ----------------------------------------------------------------------
