@@ -204,6 +204,15 @@ def test_huge_declared_image_gets_our_error_not_pillows_warning(tiny):
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)], caught
 
 
+def test_a_pillow_image_over_the_limit_is_refused_too(tiny, monkeypatch):
+    """The limit bounds coding memory, so it holds for images already in memory as well."""
+    from liccodec.errors import InputImageError
+
+    monkeypatch.setenv("LICCODEC_MAX_PIXELS", "4000")
+    with pytest.raises(InputImageError, match="LICCODEC_MAX_PIXELS"):
+        liccodec.encode(Image.new("RGB", (100, 50)), model=tiny)
+
+
 def test_multi_page_tiff_is_refused_unless_first_frame(tiny, photo):
     """Issue 19.9: frames are never dropped silently."""
     from liccodec.errors import InputImageError

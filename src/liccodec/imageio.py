@@ -129,7 +129,8 @@ def open_image(src: str | Path | bytes | Image.Image, first_frame: bool = False)
     The size limit is checked before the pixels are decoded. An input with several frames
     is refused unless ``first_frame`` (then frame 1 is coded, and the caller said so).
     """
-    if isinstance(src, Image.Image):
+    if isinstance(src, Image.Image):  # already in memory; the limit still bounds coding memory
+        check_pixels(*src.size, what="the image")
         return src
     name = "<bytes>" if isinstance(src, (bytes, bytearray, memoryview)) else str(src)
     try:

@@ -103,12 +103,8 @@ class LicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    from liccodec.imageio import check_pixels
-
     kwargs = {k: im.encoderinfo[k] for k in ("model", "quality") if im.encoderinfo.get(k) is not None}
     try:
-        # liccodec.encode checks the limit for files only: a Pillow image is already decoded
-        check_pixels(*im.size)
         data = liccodec.encode(im, **kwargs)
     except UsageError as e:  # quality outside the model's range
         raise ValueError(str(e)) from e
