@@ -35,13 +35,14 @@ def test_conv2d_is_torchs(k, stride, pad):
     np.testing.assert_allclose(out.transpose(2, 0, 1), ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("co", [3, 24])
 @pytest.mark.parametrize("k,stride,pad,out_pad", [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (3, 1, 1, 0),
                                                   (5, 3, 2, 2), (2, 2, 0, 0)])
-def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad):
+def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad, co):
     rng = np.random.default_rng(k * 10 + stride)
     x = rng.normal(size=(1, 5, 7, 9))
-    w = rng.normal(size=(5, 4, k, k))
-    b = rng.normal(size=4)
+    w = rng.normal(size=(5, co, k, k))
+    b = rng.normal(size=co)
     ref = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, pad,
                              out_pad)[0].numpy()
     out = conv_transpose2d(x[0].transpose(1, 2, 0), w, b, stride, pad, out_pad)
