@@ -36,21 +36,9 @@ from torch import Tensor, nn
 
 from liccodec.entropy import StreamReader, StreamWriter
 from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, _quantize_y
-from liccodec.nn import conv
+from liccodec.nn import correction_net
 from liccodec.nn.integer import ACT_BITS, ACT_CLIP, IntegerNet
 from liccodec.tiling import Geometry, axis_ops, run_tiled
-
-
-def _slice_net(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
-    """Three 3x3 convolutions with ReLUs; the last starts at zero (a zero correction)."""
-    net = nn.Sequential(
-        conv(c_in, hidden, 3, 1), nn.ReLU(inplace=True),
-        conv(hidden, hidden, 3, 1), nn.ReLU(inplace=True),
-        conv(hidden, c_out, 3, 1),
-    )
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
-    return net
 
 
 class LatentResidual(nn.Module):
@@ -61,7 +49,7 @@ class LatentResidual(nn.Module):
     def __init__(self, M: int, slices: int, hidden: int):
         super().__init__()
         self.c = M // slices
-        self.nets = nn.ModuleList(_slice_net((i + 2) * self.c, hidden, self.c) for i in range(slices))
+        self.nets = nn.ModuleList(correction_net((i + 2) * self.c, hidden, self.c) for i in range(slices))
 
     def axis_ops(self) -> list[tuple[bool, int, int, int]]:
         """Every slice's network has the same receptive field (``liccodec.tiling``)."""
@@ -113,7 +101,7 @@ class ChannelConditional(GainedHyperprior):
     def _build_training_parts(self, N: int, M: int) -> None:
         super()._build_training_parts(N, M)
         c = M // self.slices
-        self.cc = nn.ModuleList(_slice_net((i + 2) * c, self.hidden, 2 * c) for i in range(self.slices))
+        self.cc = nn.ModuleList(correction_net((i + 2) * c, self.hidden, 2 * c) for i in range(self.slices))
 
     training_only = (*GainedHyperprior.training_only, "cc.")
 

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from liccodec.entropy import StreamReader, StreamWriter
 from liccodec.latent.channelwise import _fixed
 from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, _quantize_y
-from liccodec.nn import conv
+from liccodec.nn import conv, correction_net
 from liccodec.nn.integer import ACT_BITS, IntegerNet, IntLayer
 from liccodec.tiling import Geometry, run_tiled
 
@@ -97,18 +97,6 @@ def _channel_net(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
         conv(hidden, hidden, 5, 1), nn.ReLU(inplace=True),
         conv(hidden, c_out, 5, 1),
     )
-
-
-def _aggregation_net(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
-    """Parameter aggregation: three 1x1 convolutions; the last starts at zero (a zero correction)."""
-    net = nn.Sequential(
-        conv(c_in, hidden, 1, 1), nn.ReLU(inplace=True),
-        conv(hidden, hidden, 1, 1), nn.ReLU(inplace=True),
-        conv(hidden, c_out, 1, 1),
-    )
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
-    return net
 
 
 def _scatter(anchors: Tensor, others: Tensor, mask: Tensor) -> Tensor:
@@ -183,7 +171,7 @@ class CheckerboardChannel(GainedHyperprior):
                                  for k in range(1, len(g))})
         self.sp = nn.ModuleList(nn.Sequential(CheckerboardConv2d(gk, 2 * gk)) for gk in g)
         self.pa = nn.ModuleList(
-            _aggregation_net(2 * M + (ch_out(k) if k else 0) + 2 * gk, self.aggregation_hidden, 2 * gk)
+            correction_net(2 * M + (ch_out(k) if k else 0) + 2 * gk, self.aggregation_hidden, 2 * gk, kernel=1)
             for k, gk in enumerate(g))
 
     training_only = (*GainedHyperprior.training_only, "ch.", "sp.", "pa.")

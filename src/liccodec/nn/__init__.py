@@ -1,4 +1,5 @@
 """Reusable layers."""
-from liccodec.nn.layers import GDN, GainUnits, conv, deconv, lower_bound, ste_round, transform_precision
+from liccodec.nn.layers import (GDN, GainUnits, conv, correction_net, deconv, lower_bound, ste_round,
+                               transform_precision)
 
-__all__ = ["GDN", "GainUnits", "conv", "deconv", "lower_bound", "ste_round", "transform_precision"]
+__all__ = ["GDN", "GainUnits", "conv", "correction_net", "deconv", "lower_bound", "ste_round", "transform_precision"]

@@ -16,6 +16,20 @@ def deconv(c_in: int, c_out: int, kernel: int = 5, stride: int = 2) -> nn.ConvTr
     )
 
 
+def correction_net(c_in: int, hidden: int, c_out: int, kernel: int = 3) -> nn.Sequential:
+    """Three ``kernel`` x ``kernel`` convolutions with ReLUs between; the last starts at zero,
+    so a freshly built network is a zero correction (what lets a richer entropy model start
+    exactly where the model it extends stands)."""
+    net = nn.Sequential(
+        conv(c_in, hidden, kernel, 1), nn.ReLU(inplace=True),
+        conv(hidden, hidden, kernel, 1), nn.ReLU(inplace=True),
+        conv(hidden, c_out, kernel, 1),
+    )
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
 def native_bf16() -> bool:
     """True where oneDNN runs bf16 natively (AVX512-BF16 / AMX); elsewhere bf16 is emulated."""
     try:
