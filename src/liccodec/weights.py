@@ -112,17 +112,23 @@ def load_model(model_id: str):
     return _load(spec, str(spec.path))
 
 
+def verify(spec: WeightSpec) -> None:
+    """Raise ``ModelError`` unless the weights file is present with the manifest's sha256.
+    Every loader (the torch models, the numpy decoder) calls this before reading a tensor."""
+    if not spec.available:
+        raise ModelError(f"weights file for {spec.id} not found at {spec.path}")
+    actual = sha256_file(spec.path)
+    if actual != spec.sha256:
+        raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")
+
+
 @lru_cache(maxsize=4)
 def _load(spec: WeightSpec, path: str):
     from safetensors.torch import load_file
 
     from liccodec.models import get_arch
 
-    if not spec.available:
-        raise ModelError(f"weights file for {spec.id} not found at {spec.path}")
-    actual = sha256_file(spec.path)
-    if actual != spec.sha256:
-        raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")
+    verify(spec)
     model = get_arch(spec.arch).build(inference=True, **spec.config)
     model.load_tensors(load_file(str(spec.path)))
     model.eval()

@@ -292,13 +292,9 @@ def load_decoder(model_id: str) -> Decoder:
 def _load(spec, path: str) -> Decoder:
     from safetensors import safe_open
 
-    from liccodec.weights import sha256_file
+    from liccodec.weights import verify
 
-    if not spec.available:
-        raise ModelError(f"weights file for {spec.id} not found at {spec.path}")
-    actual = sha256_file(spec.path)
-    if actual != spec.sha256:
-        raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")
+    verify(spec)
     wanted = ("exact.", "g_s.", "latent.gain.", "latent.lrp.")
     with safe_open(path, "np") as f:
         t = {k: f.get_tensor(k) for k in f.keys() if k.startswith(wanted)}
