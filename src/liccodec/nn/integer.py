@@ -12,15 +12,18 @@ every machine, thread count and batch size. A float (de)conv/ReLU stack is expor
 The accumulation itself runs as a float64 convolution over integer-valued tensors. That
 is exact whatever the summation order, because export checks that every partial sum is
 below 2**53 (so no rounding ever happens); the result is converted back to int64 before
-anything else touches it.
+anything else touches it. The arithmetic itself is ``liccodec.runtime.IntegerLayer``'s,
+the numpy decoder's: these classes export, store and call it, so the encoder and the
+decoder run one implementation.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liccodec.fixedpoint import ACT_BITS, ACT_CLIP, EXACT_LIMIT, W_LIMIT
@@ -63,15 +66,17 @@ class IntLayer:
             raise ValueError("tiling needs square kernels")
         return [(self.kind == "deconv", k, self.stride, self.padding)]
 
+    @cached_property
+    def _exact(self):
+        from liccodec.runtime import IntegerLayer
+
+        return IntegerLayer.build(self.kind == "deconv", self.weight.numpy(), self.bias.numpy(), self.shift,
+                                  self.stride, self.padding, self.output_padding, self.relu)
+
     def __call__(self, x: Tensor) -> Tensor:
-        xd, wd = x.to(torch.float64), self.weight.to(torch.float64)
-        if self.kind == "conv":
-            acc = F.conv2d(xd, wd, None, self.stride, self.padding)
-        else:
-            acc = F.conv_transpose2d(xd, wd, None, self.stride, self.padding, self.output_padding)
-        acc = acc.to(torch.int64) + self.bias.view(1, -1, 1, 1)
-        out = (acc + (1 << (self.shift - 1))) >> self.shift
-        return out.clamp(0 if self.relu else -ACT_CLIP, ACT_CLIP)
+        """(B, Ci, H, W) int64 -> (B, Co, Ho, Wo) int64 (the input is not clipped here)."""
+        out = [self._exact(image.permute(1, 2, 0).numpy()).transpose(2, 0, 1) for image in x.to(torch.int64)]
+        return torch.from_numpy(np.stack(out))
 
 
 class IntegerNet:
@@ -80,11 +85,15 @@ class IntegerNet:
     def __init__(self, layers: list[IntLayer]):
         self.layers = layers
 
+    @cached_property
+    def _exact(self):
+        from liccodec.runtime import IntegerChain
+
+        return IntegerChain([layer._exact for layer in self.layers])
+
     def __call__(self, x: Tensor) -> Tensor:
-        x = x.to(torch.int64).clamp(-ACT_CLIP, ACT_CLIP)
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        """Input clipped to +-ACT_CLIP, then every layer (``liccodec.runtime.IntegerChain``)."""
+        return torch.from_numpy(self._exact(x.to(torch.int64).numpy()))
 
     def axis_ops(self) -> list[tuple[bool, int, int, int]]:
         return [op for layer in self.layers for op in layer.axis_ops()]

@@ -39,7 +39,8 @@ SUPPORTED = ("msh", "charm")
 # ---- exact integer networks ------------------------------------------------------------
 @dataclass(frozen=True)
 class IntegerLayer:
-    """One exported integer (transposed) convolution (``liccodec.nn.integer.IntLayer``)."""
+    """One exported integer (transposed) convolution: the one implementation of the exact
+    arithmetic, which the torch models' ``liccodec.nn.integer`` runs too."""
 
     deconv: bool
     weight: np.ndarray   # float64 holding integers: (k, k, Ci, Co) for conv, (Ci, Co, k, k) for deconv
@@ -49,6 +50,17 @@ class IntegerLayer:
     padding: int
     output_padding: int
     relu: bool
+
+    @classmethod
+    def build(cls, deconv: bool, weight: np.ndarray, bias: np.ndarray, shift: int, stride: int, padding: int,
+              output_padding: int, relu: bool) -> "IntegerLayer":
+        """From the exported form: integer weights in torch's layout ((Co, Ci, k, k) for a
+        convolution, (Ci, Co, k, k) for a transposed one)."""
+        w = np.asarray(weight).astype(np.float64)
+        if not deconv:
+            w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+        return cls(bool(deconv), w, np.asarray(bias).astype(np.int64), int(shift), int(stride), int(padding),
+                   int(output_padding), bool(relu))
 
     def axis_ops(self) -> list[tuple[bool, int, int, int]]:
         return [(self.deconv, self.weight.shape[-1] if self.deconv else self.weight.shape[0],
@@ -69,7 +81,7 @@ class IntegerLayer:
 
 
 class IntegerChain:
-    """A chain of :class:`IntegerLayer` on NCHW int64 arrays (batch 1), as tiling expects."""
+    """A chain of :class:`IntegerLayer` on NCHW int64 arrays, as tiling expects."""
 
     def __init__(self, layers: list[IntegerLayer]):
         self.layers = layers
@@ -78,12 +90,8 @@ class IntegerChain:
     def from_tensors(cls, t: dict[str, np.ndarray], prefix: str) -> "IntegerChain":
         layers, i = [], 0
         while f"{prefix}.{i}.weight" in t:
-            deconv, shift, stride, padding, out_pad, relu = (int(v) for v in t[f"{prefix}.{i}.meta"])
-            w = t[f"{prefix}.{i}.weight"].astype(np.float64)
-            if not deconv:
-                w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
-            layers.append(IntegerLayer(bool(deconv), w, t[f"{prefix}.{i}.bias"].astype(np.int64), shift, stride,
-                                       padding, out_pad, bool(relu)))
+            layers.append(IntegerLayer.build(t[f"{prefix}.{i}.meta"][0], t[f"{prefix}.{i}.weight"],
+                                             t[f"{prefix}.{i}.bias"], *t[f"{prefix}.{i}.meta"][1:]))
             i += 1
         if not layers:
             raise ModelError(f"the weights carry no integer layers under {prefix!r}")
@@ -93,10 +101,14 @@ class IntegerChain:
         return [op for layer in self.layers for op in layer.axis_ops()]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        h = np.clip(x[0].transpose(1, 2, 0).astype(np.int64), -ACT_CLIP, ACT_CLIP)
-        for layer in self.layers:
-            h = layer(h)
-        return h.transpose(2, 0, 1)[None]
+        """(B, Ci, H, W) int64 (clipped to +-ACT_CLIP first) -> (B, Co, Ho, Wo) int64."""
+        out = []
+        for image in x:
+            h = np.clip(image.transpose(1, 2, 0).astype(np.int64), -ACT_CLIP, ACT_CLIP)
+            for layer in self.layers:
+                h = layer(h)
+            out.append(h.transpose(2, 0, 1))
+        return np.stack(out)
 
 
 # ---- float networks ----------------------------------------------------------------------
