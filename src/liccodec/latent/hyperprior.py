@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from liccodec.entropy import StreamReader, StreamWriter, TableSet, gaussian_tables, reader_of, scale_table
 from liccodec.errors import FormatError
-from liccodec.fixedpoint import GAIN_BITS, Z_LIMIT, level_split
+from liccodec.fixedpoint import GAIN_BITS, Z_LIMIT
 from liccodec.latent.base import Q_UNIT, LatentCodec, LatentOut, level_of_quality
 from liccodec.nn import GainUnits, conv, deconv, lower_bound, ste_round
 from liccodec.nn.integer import ACT_BITS, IntegerNet
@@ -46,10 +46,6 @@ def gaussian_likelihood(y: Tensor, scales: Tensor, means: Tensor) -> Tensor:
     upper = 0.5 * torch.erfc(c * (0.5 - values))
     lower = 0.5 * torch.erfc(c * (-0.5 - values))
     return lower_bound(upper - lower, LIKELIHOOD_MIN)
-
-
-def _round_div(n: Tensor, d: int) -> Tensor:
-    return torch.div(n + d // 2, d, rounding_mode="floor")
 
 
 @dataclass
@@ -94,14 +90,11 @@ class ExactParams:
         with a halo covering its receptive field; integer arithmetic makes that bit-identical
         to the whole-latent result while bounding the float64 convolutions' buffers.
         """
-        lo, f = level_split(q_milli, self.inv_hyper_gain.shape[0])
-        hi = min(lo + 1, self.inv_hyper_gain.shape[0] - 1)
-        g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
-        num = ((z_sym << ACT_BITS) + self.z_median.view(1, -1, 1, 1)) * g.view(1, -1, 1, 1)
-        z_hat = _round_div(num, Q_UNIT << GAIN_BITS)
-        params = self.hs(z_hat) if tile is None else run_tiled(self.hs, z_hat, Geometry.of(self.hs), tile)
-        scales, means = params.chunk(2, dim=1)
-        return scales, means
+        from liccodec import runtime
+
+        scales, means = runtime.hyper_params(self.hs._exact, self.z_median.numpy(), self.inv_hyper_gain.numpy(),
+                                             z_sym.to(torch.int64).numpy(), q_milli, tile)
+        return torch.from_numpy(np.ascontiguousarray(scales)), torch.from_numpy(np.ascontiguousarray(means))
 
     def index(self, scales_q: Tensor) -> Tensor:
         """Scale-table index of each fixed-point scale (the nearest table entry in log scale)."""

@@ -111,6 +111,25 @@ class IntegerChain:
         return np.stack(out)
 
 
+def hyper_params(hs: IntegerChain, z_median: np.ndarray, inv_hyper_gain: np.ndarray, z_sym: np.ndarray,
+                 q_milli: int, tile: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """z symbols (1, N, h, w) -> (scales, means) of y, both in ACT_BITS fixed point: z
+    dequantized with the inverse hyper-gain of the quality (linear between the two trained
+    levels around it, in integers), then the integer hyper-synthesis. ``tile`` (a core side in
+    z positions) runs it tile by tile, bit-identical to the whole. The encoder
+    (``latent.hyperprior.ExactParams``) calls this too."""
+    levels = inv_hyper_gain.shape[0]
+    lo, f = level_split(q_milli, levels)
+    hi = min(lo + 1, levels - 1)
+    g = inv_hyper_gain[lo] * (Q_UNIT - f) + inv_hyper_gain[hi] * f
+    num = ((z_sym << ACT_BITS) + z_median.reshape(1, -1, 1, 1)) * g.reshape(1, -1, 1, 1)
+    d = Q_UNIT << GAIN_BITS
+    z_hat = (num + d // 2) // d
+    params = hs(z_hat) if tile is None else run_tiled(hs, z_hat, Geometry.of(hs), tile)
+    half = params.shape[1] // 2
+    return params[:, :half], params[:, half:]
+
+
 # ---- float networks ----------------------------------------------------------------------
 def _nonneg(t: dict[str, np.ndarray], name: str) -> np.ndarray:
     """A GDN parameter through its reparametrization: max(p, bound)**2 - pedestal."""
@@ -215,17 +234,7 @@ class Decoder:
 
     # -- the exact part: integers only -----------------------------------------------------
     def hyper_params(self, z_sym: np.ndarray, q_milli: int, tile: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """``ExactParams.hyper_params``: z symbols (1, N, h, w) -> (scales, means), ACT_BITS fixed point."""
-        levels = self.inv_hyper_gain.shape[0]
-        lo, f = level_split(q_milli, levels)
-        hi = min(lo + 1, levels - 1)
-        g = self.inv_hyper_gain[lo] * (Q_UNIT - f) + self.inv_hyper_gain[hi] * f
-        num = ((z_sym << ACT_BITS) + self.z_median.reshape(1, -1, 1, 1)) * g.reshape(1, -1, 1, 1)
-        d = Q_UNIT << GAIN_BITS
-        z_hat = (num + d // 2) // d
-        params = self.hs(z_hat) if tile is None else run_tiled(self.hs, z_hat, Geometry.of(self.hs), tile)
-        half = params.shape[1] // 2
-        return params[:, :half], params[:, half:]
+        return hyper_params(self.hs, self.z_median, self.inv_hyper_gain, z_sym, q_milli, tile)
 
     def index(self, scales_q: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.thresholds, scales_q, side="left")
