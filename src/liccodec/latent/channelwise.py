@@ -133,21 +133,18 @@ class ChannelConditional(GainedHyperprior):
     # ---- exact coding -----------------------------------------------------------------
     def _code_slices(self, ex: ChannelExact, scales_q: Tensor, means_q: Tensor, tile: int | None,
                      code: Callable[[int, Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
-        """Run the slices in order; ``code(i, index, means_q)`` encodes or decodes slice i and
-        returns its symbols. Returns (y symbols, means in ACT_BITS fixed point), the same on
-        both sides because each slice's parameters depend only on what was decoded before."""
+        """Run the slices in order (``liccodec.runtime.code_slices``, the decoder's own loop);
+        ``code(i, index, means_q)`` encodes or decodes slice i and returns its symbols.
+        Returns (y symbols, means in ACT_BITS fixed point)."""
+        from liccodec import runtime
+
         if len(ex.cc) != self.slices:
             raise ValueError(f"weights carry {len(ex.cc)} slice networks, the model has {self.slices} slices")
-        syms, mq, y_hat_q = [], [], []
-        for i, net in enumerate(ex.cc):
-            s, m = self._part(scales_q, i), self._part(means_q, i)
-            ctx = torch.cat([s, m, *y_hat_q], dim=1)
-            d_s, d_m = (net(ctx) if tile is None else run_tiled(net, ctx, Geometry.of(net), tile)).chunk(2, dim=1)
-            y_sym = code(i, ex.index(s + d_s), m + d_m)
-            syms.append(y_sym)
-            mq.append(m + d_m)
-            y_hat_q.append(_fixed(y_sym, m + d_m))
-        return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
+        syms, mq = runtime.code_slices([net._exact for net in ex.cc], ex.thresholds.numpy(),
+                                       scales_q.to(torch.int64).numpy(), means_q.to(torch.int64).numpy(), tile,
+                                       lambda i, index, m: code(i, torch.from_numpy(index),
+                                                                torch.from_numpy(m)).numpy())
+        return torch.from_numpy(syms), torch.from_numpy(mq)
 
     def _encode_y(self, ex: ChannelExact, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
                   writer: StreamWriter, tile: int | None) -> tuple[Tensor, Tensor]:

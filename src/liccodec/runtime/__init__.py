@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -128,6 +129,31 @@ def hyper_params(hs: IntegerChain, z_median: np.ndarray, inv_hyper_gain: np.ndar
     params = hs(z_hat) if tile is None else run_tiled(hs, z_hat, Geometry.of(hs), tile)
     half = params.shape[1] // 2
     return params[:, :half], params[:, half:]
+
+
+def code_slices(nets: list[IntegerChain], thresholds: np.ndarray, scales_q: np.ndarray, means_q: np.ndarray,
+                tile: int | None, code: Callable[[int, np.ndarray, np.ndarray], np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The channel slices of ``latent.channelwise``, in order: slice i's integer network
+    corrects the hyperprior's (scales, means) from them and the slices coded before it;
+    ``code(i, scale index, means)`` encodes or decodes slice i and returns its symbols.
+    Returns (y symbols, means in ACT_BITS fixed point), the same for the encoder (which calls
+    this through ``ChannelConditional``) and the decoder."""
+    c = scales_q.shape[1] // len(nets)
+    limit = ACT_CLIP >> ACT_BITS
+    syms, mq, y_hat_q = [], [], []
+    for i, net in enumerate(nets):
+        s, m = scales_q[:, i * c:(i + 1) * c], means_q[:, i * c:(i + 1) * c]
+        ctx = np.concatenate([s, m, *y_hat_q], axis=1)
+        d = net(ctx) if tile is None else run_tiled(net, ctx, Geometry.of(net), tile)
+        m = m + d[:, c:]
+        y_sym = code(i, np.searchsorted(thresholds, s + d[:, :c], side="left"), m)
+        syms.append(y_sym)
+        mq.append(m)
+        # y_hat in fixed point for the next slices; symbols beyond what an activation can
+        # hold are clipped first, so that no product leaves int64 whatever a file contains
+        y_hat_q.append(np.clip(y_sym, -limit, limit) * (1 << ACT_BITS) + m)
+    return np.concatenate(syms, axis=1), np.concatenate(mq, axis=1)
 
 
 # ---- float networks ----------------------------------------------------------------------
@@ -254,20 +280,11 @@ class Decoder:
             return reader.take(self.y_tables, index).reshape(index.shape), means_q
         if len(self.cc) != self.slices:
             raise ModelError(f"weights carry {len(self.cc)} slice networks, the model has {self.slices} slices")
-        c = self.M // self.slices
-        limit = ACT_CLIP >> ACT_BITS
-        syms, mq, y_hat_q = [], [], []
-        for i, net in enumerate(self.cc):
-            s, m = scales_q[:, i * c:(i + 1) * c], means_q[:, i * c:(i + 1) * c]
-            ctx = np.concatenate([s, m, *y_hat_q], axis=1)
-            d = net(ctx) if tile is None else run_tiled(net, ctx, Geometry.of(net), tile)
-            index = self.index(s + d[:, :c])
-            y_sym = reader.take(self.y_tables, index).reshape(index.shape)
-            m = m + d[:, c:]
-            syms.append(y_sym)
-            mq.append(m)
-            y_hat_q.append(np.clip(y_sym, -limit, limit) * (1 << ACT_BITS) + m)
-        return np.concatenate(syms, axis=1), np.concatenate(mq, axis=1)
+
+        def decode(i: int, index: np.ndarray, means: np.ndarray) -> np.ndarray:
+            return reader.take(self.y_tables, index).reshape(index.shape)
+
+        return code_slices(self.cc, self.thresholds, scales_q, means_q, tile, decode)
 
     # -- the float part --------------------------------------------------------------------
     def y_hat(self, y_sym: np.ndarray, means_q: np.ndarray, q_milli: int, tile: int | None) -> np.ndarray:
