@@ -45,6 +45,10 @@ class WeightSpec:
     metric: str = "mse"
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    # a model whose file holds only what differs from this shipped model (e.g. a perceptual
+    # synthesis behind charm.mse's encoder); the rest of its tensors come from the base
+    base: str = ""
+    folder: str = ""            # the models folder whose manifest lists it ("": models_dir())
 
     def __hash__(self) -> int:
         return hash((self.id, self.sha256))
@@ -54,11 +58,21 @@ class WeightSpec:
 
     @property
     def path(self) -> Path:
-        return models_dir() / self.file
+        return Path(self.folder or models_dir()) / self.file
+
+    @property
+    def base_spec(self) -> "WeightSpec | None":
+        """The model this one's file completes, from the same manifest (None: a plain model)."""
+        if not self.base:
+            return None
+        specs = read_manifest(Path(self.folder) if self.folder else None)
+        if self.base not in specs:
+            raise ModelError(f"{self.id} is built on {self.base!r}, which the manifest does not list")
+        return specs[self.base]
 
     @property
     def available(self) -> bool:
-        return self.path.is_file()
+        return self.path.is_file() and (not self.base or self.base_spec.available)
 
     @property
     def digest(self) -> bytes:
@@ -70,7 +84,7 @@ class WeightSpec:
         return {"id": self.id, "arch": self.arch, "sha256": self.sha256, "available": self.available,
                 "quality_min": self.quality_min, "quality_max": self.quality_max,
                 "quality_default": self.quality_default, "metric": self.metric,
-                "description": self.description}
+                "description": self.description, "base": self.base}
 
 
 def read_manifest(folder: Path | None = None) -> dict[str, WeightSpec]:
@@ -86,7 +100,7 @@ def read_manifest(folder: Path | None = None) -> dict[str, WeightSpec]:
         q = e["quality"]
         specs[mid] = WeightSpec(mid, e["arch"], e["config"], e["file"], e["sha256"], q["min"], q["max"],
                                 q["default"], e.get("metric", "mse"), e.get("description", ""),
-                                e.get("training", {}))
+                                e.get("training", {}), e.get("base", ""), str(folder))
     return specs
 
 
@@ -122,15 +136,30 @@ def verify(spec: WeightSpec) -> None:
         raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")
 
 
+def read_tensors(spec: WeightSpec, framework: str = "pt", prefixes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The tensors of a shipped model (those whose names start with one of ``prefixes``, or
+    all), every file read verified against its sha256 first. A model with a ``base`` takes
+    its tensors from the base and then its own file, which overrides them."""
+    from safetensors import safe_open
+
+    tensors: dict[str, Any] = {}
+    base = spec.base_spec
+    if base is not None:
+        if base.base or (base.arch, base.config) != (spec.arch, spec.config):
+            raise ModelError(f"{spec.id}'s base {base.id} must be a plain model of the same architecture and config")
+        tensors = read_tensors(base, framework, prefixes)
+    verify(spec)
+    with safe_open(spec.path, framework) as f:
+        tensors.update({k: f.get_tensor(k) for k in f.keys() if not prefixes or k.startswith(prefixes)})
+    return tensors
+
+
 @lru_cache(maxsize=4)
 def _load(spec: WeightSpec, path: str):
-    from safetensors.torch import load_file
-
     from liccodec.models import get_arch
 
-    verify(spec)
     model = get_arch(spec.arch).build(inference=True, **spec.config)
-    model.load_tensors(load_file(str(spec.path)))
+    model.load_tensors(read_tensors(spec))
     model.eval()
     model.spec = spec
     return model

@@ -56,11 +56,16 @@ def train(config_path: str, out: str | None, resume: bool, max_minutes: float | 
               help="Folder of the shipped weights and manifest.json.")
 @click.option("--description", default="", help="One line for `lic models`.")
 @click.option("--recipe", help="Path of the recipe TOML to record in the manifest.")
-def export_cmd(checkpoint: str, model_id: str, out_dir: str, description: str, recipe: str | None) -> None:
+@click.option("--base", default="", help="A shipped model in OUT with the same architecture and config: "
+              "write only the tensors that differ from it (e.g. a synthesis trained behind its frozen encoder).")
+@click.option("--metric", default="mse", show_default=True, help="What the model was tuned for (mse, lpips, ...).")
+def export_cmd(checkpoint: str, model_id: str, out_dir: str, description: str, recipe: str | None,
+               base: str, metric: str) -> None:
     """Export a training checkpoint's EMA weights as shipped weights (safetensors + manifest)."""
     from liccodec.train.export import export
 
-    path = export(checkpoint, model_id, out_dir, description=description, recipe_file=recipe)
+    path = export(checkpoint, model_id, out_dir, description=description, recipe_file=recipe, base=base,
+                  metric=metric)
     click.echo(f"wrote {path} ({path.stat().st_size:,} bytes) and its entry in {Path(out_dir) / 'manifest.json'}")
 
 

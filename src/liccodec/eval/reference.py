@@ -52,10 +52,8 @@ class ReferenceRow:
 def compressai_twin(model_id: str, quality: int) -> nn.Module:
     """CompressAI's MeanScaleHyperprior carrying ``model_id``'s weights at ``quality``."""
     from compressai.models import MeanScaleHyperprior as CompressaiMSH
-    from safetensors.torch import load_file
-
     from liccodec.nn.integer import ACT_BITS, IntegerNet
-    from liccodec.weights import get_spec, load_model
+    from liccodec.weights import get_spec, load_model, read_tensors
 
     spec = get_spec(model_id)
     load_model(model_id)  # checks that the file is there and its sha256
@@ -64,7 +62,7 @@ def compressai_twin(model_id: str, quality: int) -> nn.Module:
     levels = len(spec.config["lambdas"])
     if not (1 <= quality <= levels and float(quality).is_integer()):
         raise ValueError(f"quality must be an integer in [1, {levels}] for the twin, got {quality}")
-    tensors = load_file(str(spec.path))
+    tensors = read_tensors(spec)
     if not any(k.startswith("latent.entropy_bottleneck.") for k in tensors):
         raise ValueError(f"{model_id}'s weights predate the shipped z prior; re-export them")
     twin = CompressaiMSH(spec.config["N"], spec.config["M"])

@@ -328,12 +328,7 @@ def load_decoder(model_id: str) -> Decoder:
 
 @lru_cache(maxsize=4)
 def _load(spec, path: str) -> Decoder:
-    from safetensors import safe_open
+    from liccodec.weights import read_tensors
 
-    from liccodec.weights import verify
-
-    verify(spec)
-    wanted = ("exact.", "g_s.", "latent.gain.", "latent.lrp.")
-    with safe_open(path, "np") as f:
-        t = {k: f.get_tensor(k) for k in f.keys() if k.startswith(wanted)}
+    t = read_tensors(spec, "np", ("exact.", "g_s.", "latent.gain.", "latent.lrp."))
     return Decoder(spec.arch, dict(spec.config), t)

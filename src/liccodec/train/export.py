@@ -63,7 +63,8 @@ def chain_stages(before: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any
 
 
 def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, description: str = "",
-           recipe_file: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+           recipe_file: str | None = None, extra: dict[str, Any] | None = None, base: str = "",
+           metric: str = "mse") -> Path:
     """Export the EMA weights of a training checkpoint (see :func:`export_module`)."""
     model, arch, cfg, ck = model_from_checkpoint(checkpoint)
     st = ck["state"]
@@ -72,7 +73,8 @@ def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, descri
     init = ck["recipe"]["train"].get("init")
     if init:
         training = chain_stages(_training_record(Path(init)), training)
-    return export_module(model, arch, cfg, model_id, out_dir, description=description, training=training)
+    return export_module(model, arch, cfg, model_id, out_dir, description=description, training=training,
+                         base=base, metric=metric)
 
 
 def _sort_metadata(path: Path) -> None:
@@ -94,15 +96,42 @@ def _sort_metadata(path: Path) -> None:
         f.write(text.ljust(n, b" "))
 
 
+def _difference(tensors: dict[str, torch.Tensor], base: str, arch: str, cfg: dict[str, Any],
+                out_dir: Path) -> dict[str, torch.Tensor]:
+    """The tensors that differ from the shipped model ``base`` (listed in ``out_dir``)."""
+    from liccodec.weights import read_manifest, read_tensors
+
+    specs = read_manifest(out_dir)
+    if base not in specs:
+        raise ValueError(f"base model {base!r} is not in {out_dir / 'manifest.json'}")
+    spec = specs[base]
+    if spec.base or spec.arch != arch or spec.config != _plain(cfg):
+        raise ValueError(f"base model {base!r} must be a plain {arch} model with the same config")
+    ref = read_tensors(spec)
+    if set(ref) != set(tensors):
+        raise ValueError(f"{base}'s tensors are not the ones this model exports")
+    return {k: v for k, v in tensors.items() if not (ref[k].dtype == v.dtype and torch.equal(ref[k], v))}
+
+
+def _plain(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+
+
 def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir: str | Path, *,
-                  description: str = "", training: dict[str, Any] | None = None) -> Path:
-    """Write ``<out_dir>/<model_id>.safetensors`` and its entry in ``<out_dir>/manifest.json``."""
+                  description: str = "", training: dict[str, Any] | None = None, base: str = "",
+                  metric: str = "mse") -> Path:
+    """Write ``<out_dir>/<model_id>.safetensors`` and its entry in ``<out_dir>/manifest.json``.
+
+    With ``base`` (a model of the same architecture and config in ``out_dir``), the file holds
+    only the tensors that differ from it, and the entry names the base to take the rest from."""
     from safetensors.torch import save_file
 
     if not model_id.startswith(arch + "."):
         raise ValueError(f"model id {model_id!r} must start with the architecture name {arch!r}")
     tensors = {k: v.contiguous() for k, v in model.export_tensors().items()}
     out_dir = Path(out_dir)
+    if base:
+        tensors = _difference(tensors, base, arch, cfg, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{model_id}.safetensors"
     tmp = path.with_suffix(".tmp")
@@ -112,12 +141,13 @@ def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir:
     q_min, q_max, q_default = model.quality_range()
     entry = {
         "arch": arch,
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        "config": _plain(cfg),
+        **({"base": base} if base else {}),
         "file": path.name,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
         "quality": {"min": q_min, "max": q_max, "default": q_default},
-        "metric": "mse",
+        "metric": metric,
         "description": description,
         "licence": "weights: Apache-2.0 (this project); trained on research-only data, see training.data",
         "training": {
