@@ -50,6 +50,15 @@ class TrainConfig:
     val_every: int = 2000
     val_levels: list[float] = field(default_factory=lambda: [1.0, 4.0])
     val_images: int = 24
+    # perceptual fine-tuning (liccodec.train.perceptual); a weight of 0 turns its term off
+    mse_weight: float = 1.0               # factor on the lambda-weighted squared error
+    lpips: float = 0.0                    # weight of LPIPS(lpips_net) between x and x_hat
+    lpips_net: str = "alex"
+    adversarial: float = 0.0              # weight of the generator's relativistic PatchGAN loss
+    disc_width: int = 32                  # the discriminator's first width (then 2x, 4x, 4x)
+    disc_lr: float = 1e-4
+    disc_start: int = 0                   # the discriminator trains from step 0; it judges the
+                                          # generator from this step on
 
     def patch_at(self, step: int) -> int:
         patch = self.patch_schedule[0][1]
@@ -76,6 +85,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.level_power > 0:
             raise ValueError(f"level_power must be > 0, got {self.level_power}")
+        if self.lpips < 0 or self.adversarial < 0 or self.mse_weight < 0:
+            raise ValueError("mse_weight, lpips and adversarial must be >= 0")
 
     def level_of(self, u, levels: int):
         """Map uniform draws u in [0, 1) (a tensor or array) to continuous quality levels."""

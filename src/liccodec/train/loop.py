@@ -114,6 +114,15 @@ class Trainer:
                                if n and n.startswith(tuple(f.rstrip(".") for f in frozen))]
         self.opt = torch.optim.Adam(main, lr=self.cfg.lr)
         self.aux_opt = torch.optim.Adam(aux, lr=self.cfg.aux_lr) if aux else None
+        self.perceptual = self.disc_opt = None
+        if self.cfg.lpips > 0 or self.cfg.adversarial > 0:
+            from liccodec.train.perceptual import PerceptualTerms
+
+            self.perceptual = PerceptualTerms(self.cfg.lpips, self.cfg.lpips_net, self.cfg.adversarial,
+                                              self.cfg.disc_width).to(self.device)
+            if self.perceptual.disc is not None:
+                self.disc_opt = torch.optim.Adam(self.perceptual.disc.parameters(), lr=self.cfg.disc_lr,
+                                                 betas=(0.5, 0.999))
         self.data = CropSampler(self.cfg.data, self.cfg.seed, holdout=self.cfg.holdout)
         self.state = TrainState()
         self.out = Path(self.cfg.out)
@@ -127,6 +136,8 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
             "aux_opt": self.aux_opt.state_dict() if self.aux_opt is not None else None,
+            "disc": self.perceptual.disc.state_dict() if self.disc_opt is not None else None,
+            "disc_opt": self.disc_opt.state_dict() if self.disc_opt is not None else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "data_rng": self.data.state(),
@@ -148,6 +159,9 @@ class Trainer:
         torch.set_rng_state(ck["torch_rng"])
         if self.aux_opt is not None:
             self.aux_opt.load_state_dict(ck["aux_opt"])
+        if self.disc_opt is not None:
+            self.perceptual.disc.load_state_dict(ck["disc"])
+            self.disc_opt.load_state_dict(ck["disc_opt"])
         if ck.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
         self.data.set_state(ck["data_rng"])
@@ -166,14 +180,27 @@ class Trainer:
         levels = model.cfg.levels
         level = cfg.level_of(torch.rand(x.shape[0], device=self.device), levels)
         with _autocast(self.device, self.amp):
-            bpp, mse, _ = rd_terms(model, x, level)
+            bpp, mse, out = rd_terms(model, x, level)
         lam = model.lambda_at(level)
-        loss = (lam * 255.0**2 * mse + bpp).mean()
+        dist = cfg.mse_weight * lam * 255.0**2 * mse
+        extra: dict[str, float] = {}
+        if self.perceptual is not None:
+            with _autocast(self.device, self.amp):
+                p_loss, extra = self.perceptual.generator(x, out.x_hat, self.state.step >= cfg.disc_start)
+            dist = dist + p_loss
+        loss = (dist + bpp).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], cfg.clip)
         self.opt.step()
+        if self.disc_opt is not None:
+            with _autocast(self.device, self.amp):
+                d_loss = self.perceptual.discriminator_loss(x, out.x_hat)
+            self.disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.disc_opt.step()
+            extra["d_adv"] = d_loss.item()
         aux = model.latent.aux_loss()
         if self.aux_opt is not None:
             self.aux_opt.zero_grad(set_to_none=True)
@@ -184,7 +211,7 @@ class Trainer:
         self._update_ema()
         self.state.step += 1
         return {"loss": loss.item(), "bpp": bpp.mean().item(), "mse": mse.mean().item(),
-                "aux": aux.item(), "lr": lr}
+                "aux": aux.item(), "lr": lr, **extra}
 
     def solve_quantiles(self) -> None:
         """Let the latent codec set its closed-form training state (the z prior's quantiles)."""
