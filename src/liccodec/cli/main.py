@@ -65,3 +65,4 @@ from liccodec.cli import codec as _codec  # noqa: E402,F401  (registers subcomma
 from liccodec.cli import train as _train  # noqa: E402,F401
 from liccodec.cli import eval as _eval  # noqa: E402,F401
 from liccodec.cli import bench as _bench  # noqa: E402,F401
+from liccodec.cli import perceptual as _perceptual  # noqa: E402,F401

@@ -7,6 +7,8 @@ Conventions (the ones CompressAI's published Kodak curves use, so our numbers si
   window (11, sigma 1.5) and the five standard scale weights. Its dB form is
   ``-10 log10(1 - MS-SSIM)``.
 * bpp: 8 x (bytes of the whole file) / (width x height).
+* LPIPS (v0.1, AlexNet or VGG16) and DISTS: :mod:`liccodec.perceptual`, at full resolution, on
+  pixels / 255; their weights come from ``lic perceptual fetch`` (once).
 
 Curve points average the per-image values (mean of PSNRs, not PSNR of the mean MSE).
 """
@@ -75,3 +77,17 @@ def ms_ssim_from_db(db: float) -> float:
 def bpp(num_bytes: int, width: int, height: int) -> float:
     """Bits per pixel of a file of ``num_bytes`` holding a ``width`` x ``height`` image."""
     return 8.0 * num_bytes / (width * height)
+
+
+def lpips_rgb(a: np.ndarray, b: np.ndarray, net: str = "alex") -> float:
+    """LPIPS distance of two uint8 HxWx3 images (:func:`liccodec.perceptual.lpips_rgb`)."""
+    from liccodec.perceptual.metrics import lpips_rgb as score
+
+    return score(a, b, net)
+
+
+def dists_rgb(a: np.ndarray, b: np.ndarray) -> float:
+    """DISTS distance of two uint8 HxWx3 images (:func:`liccodec.perceptual.dists_rgb`)."""
+    from liccodec.perceptual.metrics import dists_rgb as score
+
+    return score(a, b)
