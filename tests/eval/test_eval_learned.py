@@ -69,3 +69,25 @@ def test_unavailable_models_are_skipped(fake_api) -> None:
     assert "not present" in skipped["fake.nowts"] and "not registered" in skipped["nope.x"]
     with pytest.raises(CodecUnavailable):
         LiccodecCodec("fake.nowts")
+
+
+def test_perceptual_metrics_flow_into_curve_report_and_json(fake_api, tiny_rgb: np.ndarray, monkeypatch,
+                                                            tmp_path) -> None:
+    """`lic eval --metric`: a perceptual distance is scored per image outside the timed part,
+    averaged per setting, kept in the results JSON, and compared as a distance (lower is
+    better) in the BD-rate table. A stand-in scorer (mean absolute error) replaces LPIPS."""
+    from liccodec.eval.report import bd_matrix
+    from liccodec.eval.results import load_curve
+
+    mae = lambda a, b: float(np.abs(a.astype(float) - b).mean())  # noqa: E731
+    monkeypatch.setattr(bench, "perceptual_scorers", lambda keys: {k: mae for k in keys})
+    images = [bench.EvalImage("a", tiny_rgb)]
+    good = bench.evaluate(LiccodecCodec("fake.mse", num_qualities=4), images, metrics=["lpips-alex"])
+    lpips = good.metric("lpips-alex")
+    assert len(lpips) == 4 and lpips[0] > lpips[-1] > 0
+    assert good.per_image["a"]["lpips-alex"] == lpips
+    back = load_curve(good.save(tmp_path / "c.json"))
+    assert back.metric("lpips-alex") == lpips and back.metric("dists") is None
+    worse = load_curve(tmp_path / "c.json")
+    worse.bpp = [b * 1.2 for b in worse.bpp]
+    assert bd_matrix([worse], [good], "lpips-alex", lower_is_better=True)[0][0] == pytest.approx(20.0, abs=0.1)

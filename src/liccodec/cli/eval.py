@@ -60,10 +60,16 @@ def _rel(p: Path) -> str:
               help="Also code the images with CompressAI's own compress()/decompress() on each "
                    "measured model's weights (lowest, middle and highest integer quality) and "
                    "report sizes and times side by side.")
+@click.option("--metric", "metrics", default="", metavar="LIST",
+              help="Perceptual distances to add, comma-separated: lpips (= lpips-alex), lpips-vgg, "
+                   "dists. Their networks come from `lic perceptual fetch` (once). Adds BD-rate "
+                   "tables and OUT_DIR/rd_<dataset>_perceptual.png.")
+@click.option("--max-bpp", type=click.FloatRange(0.05), default=1.5, show_default=True,
+              help="Right end of the plots' rate axis.")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
 def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: str, models: str,
              num_qualities: int, limit: int | None, holdout: int, threads: int, anchors_dir: Path | None,
-             reuse: bool, compressai_ref: bool, quiet: bool) -> None:
+             reuse: bool, compressai_ref: bool, metrics: str, max_bpp: float, quiet: bool) -> None:
     """Rate-distortion and speed benchmark on IMAGES_DIR (default: ../shared/data/kodak).
 
     Every codec runs in this one process, one image at a time, so the times compare. For each
@@ -76,10 +82,11 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
     lic eval                                   # Kodak, every classical codec and model
     lic eval --codecs jpeg,webp --limit 4      # quick look
     lic eval --codecs none --models msh.mse --reuse   # add a model to earlier results
+    lic eval --codecs avif-444 --models charm.mse,charm.gan --metric lpips,dists
     """
     from liccodec.eval import bench, classical, environment, learned
     from liccodec.eval.bdrate import bd_rate
-    from liccodec.eval.plot import rd_plot
+    from liccodec.eval.plot import PERCEPTUAL_PANELS, rd_plot
     from liccodec.eval.report import ReportInput, write_report
     from liccodec.eval.results import VTM_KEY, load_anchors, load_curve
 
@@ -94,6 +101,17 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
         anchors_dir = DEFAULT_ANCHORS
 
     # ---- what to run
+    metric_keys = ["lpips-alex" if m == "lpips" else m for m in _split(metrics.lower())]
+    if metric_keys:
+        from liccodec.eval.bench import perceptual_scorers
+        from liccodec.perceptual import available
+
+        try:
+            perceptual_scorers(metric_keys)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        if not available():
+            raise UsageError("--metric needs the perceptual networks: run `lic perceptual fetch` once")
     codec_names = [] if codecs.strip().lower() == "none" else _split(codecs)
     try:
         to_run, skipped = classical.make_codecs(codec_names, threads)
@@ -130,6 +148,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                         *(["--holdout", str(holdout)] if holdout else []), "--threads", str(threads),
                         *(["--anchors", shlex.quote(_rel(anchors_dir))] if anchors_dir else []),
                         *(["--reuse"] if reuse else []),
+                        *(["--metric", ",".join(metric_keys)] if metric_keys else []),
+                        *(["--max-bpp", f"{max_bpp:g}"] if max_bpp != 1.5 else []),
                         *([] if compressai_ref else ["--no-compressai-ref"])])
     run = bench.new_run(command)
     machine = environment.machine_info()
@@ -144,7 +164,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
         with tqdm(total=total, desc=f"{codec.name:>10}", unit="img", disable=quiet,
                   file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
             try:
-                curve = bench.evaluate(codec, images, threads=threads, progress=bar.update, run=run)
+                curve = bench.evaluate(codec, images, threads=threads, progress=bar.update, run=run,
+                                       metrics=metric_keys)
             except Exception as e:  # noqa: BLE001 - one broken codec must not lose the others
                 if os.environ.get("LICCODEC_DEBUG"):
                     raise
@@ -175,15 +196,20 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
     # ---- plot and report
     anchors = load_anchors(anchors_dir) if anchors_dir else {}
     dataset = images_dir.resolve().name
-    plot_path = None
+    plot_path = perceptual_plot = None
     if measured or anchors:
         title = f"{dataset.capitalize()} ({len(images)} images)"
-        plot_path = rd_plot([*measured, *anchors.values()], out_dir / f"rd_{dataset}.png", title=title)
+        plot_path = rd_plot([*measured, *anchors.values()], out_dir / f"rd_{dataset}.png", title=title,
+                            max_bpp=max_bpp)
+        panels = [p for p in PERCEPTUAL_PANELS if any(c.has(p[0]) for c in measured)]
+        if panels:
+            perceptual_plot = rd_plot(measured, out_dir / f"rd_{dataset}_perceptual.png", title=title,
+                                      max_bpp=max_bpp, panels=panels)
     machine["load_average_end"] = environment.machine_info()["load_average"]
     inp = ReportInput(command=command, measured=measured, anchors=anchors, skipped=skipped,
                       machine=machine, versions=environment.library_versions(), run=run,
                       images_dir=_rel(images_dir), image_count=len(images), elapsed_s=elapsed,
-                      plot_path=plot_path, threads=threads,
+                      plot_path=plot_path, perceptual_plot_path=perceptual_plot, threads=threads,
                       anchors_dir=_rel(anchors_dir) if anchors_dir else None, limit=limit,
                       reference=reference)
     write_report(inp, report_path)
@@ -235,3 +261,79 @@ def _reference(model_codecs, images, threads: int, out_dir: Path, skipped: dict[
         (out_dir / f"{codec.name}{REFERENCE_SUFFIX}").write_text(
             json.dumps([r.to_dict() for r in rows], indent=1) + "\n")
     return out
+
+
+def _box(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected X,Y,W,H (pixels)", param_hint="--box") from None
+    if min(x, y) < 0 or min(w, h) < 1:
+        raise click.BadParameter(f"{text!r}: a box inside the image", param_hint="--box")
+    return x, y, w, h
+
+
+@main.command("crops")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--models", default="charm.mse,charm.gan", show_default=True,
+              help="liccodec models, comma-separated; the first one's file sets the target rate.")
+@click.option("-q", "--quality", type=float, default=1.0, show_default=True, help="Quality of the models.")
+@click.option("--codecs", default="avif-444,webp,jpeg-420", show_default=True,
+              help="Classical codecs, each set to the largest file not above the target rate.")
+@click.option("--box", "boxes", multiple=True, metavar="X,Y,W,H",
+              help="Crop per image, in order (default: the central 192x128).")
+@click.option("--metric", "metrics", default="lpips,dists", show_default=True,
+              help="Perceptual distances for the table (as in lic eval; '' for none).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/perceptual"),
+              show_default=True, help="Folder of the crops.")
+@click.option("--page", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/perceptual.md"),
+              show_default=True, help="Markdown page to write (its links are relative to it).")
+@click.option("--zoom", type=click.IntRange(1, 8), default=2, show_default=True, help="Magnification.")
+def crops_cmd(images: tuple[Path, ...], models: str, quality: float, codecs: str, boxes: tuple[str, ...],
+              metrics: str, out_dir: Path, page: Path, zoom: int) -> None:
+    """Side-by-side crops of IMAGES at equal rate, with a table of scores: a page to look at.
+
+    \b
+    lic crops ../shared/data/kodak/kodim23.png --box 300,80,192,128
+    """
+    from liccodec.eval import classical, learned
+    import numpy as np
+
+    from liccodec.eval.crops import side_by_side
+    from liccodec.imageio import open_image
+
+    learned_codecs = []
+    for mid in _split(models):
+        try:
+            learned_codecs.append(learned.LiccodecCodec(mid))
+        except classical.CodecUnavailable as e:
+            raise UsageError(str(e)) from e
+    if not learned_codecs:
+        raise UsageError("--models: give at least one liccodec model")
+    classical_codecs, skipped = classical.make_codecs(_split(codecs))
+    keys = ["lpips-alex" if m == "lpips" else m for m in _split(metrics.lower())]
+    command = "lic crops " + " ".join(shlex.quote(_rel(p)) for p in images) + " " + " ".join(
+        [f"--models {shlex.quote(models)}", f"-q {quality:g}", f"--codecs {shlex.quote(codecs)}",
+         *[f"--box {b}" for b in boxes], f"--metric {shlex.quote(metrics)}", f"--zoom {zoom}"])
+    sections = [f"# Side by side at equal rate\n\nProduced by:\n\n```sh\n{command}\n```\n",
+                f"The first model ({learned_codecs[0].name} at quality {quality:g}) sets the rate; each "
+                "classical codec gets the largest file not above it. Scores are on the whole image.\n"]
+    sections += [f"Skipped `{k}`: {v}\n" for k, v in skipped.items()]
+    for i, path in enumerate(images):
+        rgb = np.asarray(open_image(path).convert("RGB"))
+        h, w = rgb.shape[:2]
+        box = _box(boxes[i]) if i < len(boxes) else (max(0, w // 2 - 96), max(0, h // 2 - 64), min(192, w), min(128, h))
+        if box[0] + box[2] > w or box[1] + box[3] > h:
+            raise UsageError(f"--box {box} does not fit in {path} ({w}x{h})")
+        sections.append(side_by_side(rgb, learned_codecs, quality, classical_codecs, box, out_dir,
+                                     path.stem, keys, zoom).replace("](", f"]({_rel_to(out_dir, page)}/"))
+    page.parent.mkdir(parents=True, exist_ok=True)
+    tmp = page.with_suffix(".tmp")
+    tmp.write_text("\n".join(sections))
+    os.replace(tmp, page)
+    click.echo(f"wrote {page} and {len(images) * (1 + len(learned_codecs) + len(classical_codecs))} crops "
+               f"in {out_dir}", err=True)
+
+
+def _rel_to(folder: Path, page: Path) -> str:
+    return Path(os.path.relpath(folder.resolve(), page.resolve().parent)).as_posix()

@@ -15,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -94,10 +94,27 @@ class Point:
     ms_ssim: float | None
     encoding_time: float
     decoding_time: float
+    extra: dict[str, float] = field(default_factory=dict)   # perceptual distances by key
 
 
-def measure(codec: Codec, image: EvalImage, setting: float) -> Point:
-    """Encode, decode and score one image at one setting."""
+Scorer = Callable[[np.ndarray, np.ndarray], float]
+
+
+def perceptual_scorers(keys: Sequence[str]) -> dict[str, Scorer]:
+    """Scoring functions of the perceptual distances ``keys`` (:data:`PERCEPTUAL_KEYS`)."""
+    from liccodec.perceptual import dists_rgb, lpips_rgb
+
+    table: dict[str, Scorer] = {"lpips-alex": lambda a, b: lpips_rgb(a, b, "alex"),
+                                "lpips-vgg": lambda a, b: lpips_rgb(a, b, "vgg"), "dists": dists_rgb}
+    unknown = [k for k in keys if k not in table]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(table)}")
+    return {k: table[k] for k in keys}
+
+
+def measure(codec: Codec, image: EvalImage, setting: float,
+            scorers: dict[str, Scorer] | None = None) -> Point:
+    """Encode, decode and score one image at one setting (plus the perceptual ``scorers``)."""
     src = image.pil()
     t0 = time.perf_counter()
     data = codec.encode(src, setting)
@@ -109,7 +126,8 @@ def measure(codec: Codec, image: EvalImage, setting: float) -> Point:
                            f"{rec.dtype}, expected {image.rgb.shape} uint8")
     h, w = image.rgb.shape[:2]
     return Point(bits_per_pixel(len(data), w, h), psnr_rgb(image.rgb, rec),
-                 ms_ssim_rgb(image.rgb, rec), t1 - t0, t2 - t1)
+                 ms_ssim_rgb(image.rgb, rec), t1 - t0, t2 - t1,
+                 {k: f(image.rgb, rec) for k, f in (scorers or {}).items()})
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -124,8 +142,10 @@ ProgressFn = Callable[[int], None]
 
 
 def evaluate(codec: Codec, images: Sequence[EvalImage], *, threads: int = 1,
-             progress: ProgressFn | None = None, run: dict | None = None) -> RDCurve:
+             progress: ProgressFn | None = None, run: dict | None = None,
+             metrics: Sequence[str] = ()) -> RDCurve:
     """Measure ``codec`` at all its settings on ``images``; one curve point per setting.
+    ``metrics``: perceptual distances to add (:data:`~liccodec.eval.results.PERCEPTUAL_KEYS`).
 
     ``progress(n)`` is called after each (setting, image) with ``n=1``; ``run`` is stored in the
     curve's ``meta["run"]`` (the command line, the time, an id shared by one ``lic eval``).
@@ -133,20 +153,22 @@ def evaluate(codec: Codec, images: Sequence[EvalImage], *, threads: int = 1,
     if not images:
         raise ValueError("no images to evaluate on")
     settings = list(codec.settings)
+    scorers = perceptual_scorers(metrics)
     table: dict[str, list[Point]] = {im.name: [] for im in images}
     started = time.perf_counter()
     with torch_threads(threads):
         codec.decode(codec.encode(images[0].pil(), settings[len(settings) // 2]))  # warm-up
         for s in settings:
             for im in images:
-                table[im.name].append(measure(codec, im, s))
+                table[im.name].append(measure(codec, im, s, scorers))
                 if progress:
                     progress(1)
     elapsed = time.perf_counter() - started
 
     keys = {"bpp": "bpp", "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim",
             "encoding_time": "encoding_time", "decoding_time": "decoding_time"}
-    per_image = {name: {k: [getattr(p, attr) for p in pts] for k, attr in keys.items()}
+    per_image = {name: {**{k: [getattr(p, attr) for p in pts] for k, attr in keys.items()},
+                        **{k: [p.extra[k] for p in pts] for k in scorers}}
                  for name, pts in table.items()}
 
     def column(attr: str) -> list[float | None]:
@@ -156,7 +178,8 @@ def evaluate(codec: Codec, images: Sequence[EvalImage], *, threads: int = 1,
     meta.update({"source": "measured",
                  "images": {"count": len(images), "names": [im.name for im in images],
                             "megapixels": [round(im.pixels / 1e6, 6) for im in images]},
-                 "aggregation": "mean over images of per-image bpp, PSNR, MS-SSIM and seconds",
+                 "aggregation": "mean over images of per-image bpp, PSNR, MS-SSIM, "
+                                f"{''.join(k + ', ' for k in scorers)}and seconds",
                  "elapsed_s": round(elapsed, 3),
                  "run": dict(run or {})})
     bpp_col = column("bpp")
@@ -165,7 +188,9 @@ def evaluate(codec: Codec, images: Sequence[EvalImage], *, threads: int = 1,
                    psnr=column("psnr"), ms_ssim=column("ms_ssim"),
                    encoding_time=column("encoding_time"), decoding_time=column("decoding_time"),
                    description=f"{codec.version()}; {codec.describe()}", source="measured",
-                   kind=codec.kind, meta=meta, per_image=per_image)
+                   kind=codec.kind, meta=meta, per_image=per_image,
+                   extra={k: [_mean([table[im.name][i].extra[k] for im in images]) for i in range(len(settings))]
+                          for k in scorers})
 
 
 def new_run(command: str) -> dict[str, str]:

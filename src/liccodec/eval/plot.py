@@ -76,21 +76,29 @@ def _limits(values: list[float], pad: float, floor: float | None = None) -> tupl
     return math.floor(lo - pad * span), math.ceil(hi + pad * span)
 
 
+#: Panels of the perceptual plot (``lic eval --metric``): distances, lower is better.
+PERCEPTUAL_PANELS = (("lpips-alex", "LPIPS (AlexNet), lower is better"),
+                     ("lpips-vgg", "LPIPS (VGG16), lower is better"), ("dists", "DISTS, lower is better"))
+
+
 def rd_plot(curves: Sequence[RDCurve], path: str | Path, *, title: str = "Kodak",
-            max_bpp: float = 1.5, dpi: int = 150) -> Path:
-    """Draw every curve that has the panel's metric and save one PNG with both panels."""
+            max_bpp: float = 1.5, dpi: int = 150,
+            panels: Sequence[tuple[str, str]] = PANELS) -> Path:
+    """Draw every curve that has the panel's metric and save one PNG with one panel per metric
+    (``panels``: PSNR and MS-SSIM by default, or any of :data:`PERCEPTUAL_PANELS`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MultipleLocator
 
-    fig = Figure(figsize=(15.5, 6.2), layout="constrained")
+    fig = Figure(figsize=(7.75 * len(panels), 6.2), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     index = {"anchor": 0, "learned": 0, "classical": 0, "other": 0}
     styles = {id(c): _style(c, index) for c in _order(curves)}
     handles: dict[str, object] = {}
+    distances = {k for k, _ in PERCEPTUAL_PANELS}
 
-    for ax, (key, ylabel) in zip(axes, PANELS):
+    for ax, (key, ylabel) in zip(axes, panels):
         ys: list[float] = []
         ours: list[float] = []  # never clipped away by the floor below
         for c in _order(curves):
@@ -106,7 +114,10 @@ def rd_plot(curves: Sequence[RDCurve], path: str | Path, *, title: str = "Kodak"
         ax.set_xlim(0, max_bpp)
         ax.xaxis.set_major_locator(MultipleLocator(0.25))
         ax.xaxis.set_minor_locator(MultipleLocator(0.05))
-        if ys or ours:
+        if key in distances:
+            if ys or ours:
+                ax.set_ylim(0, 1.05 * max(ys + ours))
+        elif ys or ours:
             # A very low-rate JPEG point would squash everything else; 22 dB (PSNR) / 6 dB
             # (MS-SSIM) is well below where any codec worth comparing sits at 0.1 bpp. Our own
             # models are always shown whole, however badly they do.
@@ -114,14 +125,15 @@ def rd_plot(curves: Sequence[RDCurve], path: str | Path, *, title: str = "Kodak"
             if ours:
                 floor = min(floor, min(ours))
             ax.set_ylim(*_limits(ys + ours, 0.03, floor=floor))
-        ax.yaxis.set_major_locator(MultipleLocator(2))
-        ax.yaxis.set_minor_locator(MultipleLocator(0.5))
+        if key not in distances:
+            ax.yaxis.set_major_locator(MultipleLocator(2))
+            ax.yaxis.set_minor_locator(MultipleLocator(0.5))
         ax.grid(True, which="major", color="#c8c8c8", linewidth=0.8)
         ax.grid(True, which="minor", color="#ececec", linewidth=0.5)
         ax.set_axisbelow(True)
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
-        ax.set_title(ylabel.split(" [")[0] + " vs rate", fontsize=11)
+        ax.set_title(ylabel.split(" [")[0].split(",")[0] + " vs rate", fontsize=11)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
 

@@ -22,6 +22,8 @@ from liccodec.eval.results import VTM_KEY, RDCurve
 MATRIX_ANCHORS = (VTM_KEY, "BPG 4:4:4")
 
 METRICS = (("psnr-rgb", "PSNR-RGB"), ("ms-ssim-db", "MS-SSIM-RGB (dB)"))
+#: Perceptual distances (lower is better), reported when measured: key, title
+PERCEPTUAL = (("lpips-alex", "LPIPS (AlexNet)"), ("lpips-vgg", "LPIPS (VGG16)"), ("dists", "DISTS"))
 
 
 @dataclass
@@ -39,6 +41,7 @@ class ReportInput:
     image_count: int = 0
     elapsed_s: float | None = None
     plot_path: Path | None = None
+    perceptual_plot_path: Path | None = None
     threads: int = 1
     anchors_dir: str | None = None
     #: ``--limit`` when given: published anchors cover the whole dataset, this run did not.
@@ -61,8 +64,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | No
     return "\n".join(lines)
 
 
-def bd_matrix(tests: Sequence[RDCurve], refs: Sequence[RDCurve], key: str) -> list[list[float | None]]:
-    """BD-rate (%) of each test curve (rows) against each reference (columns) on metric ``key``."""
+def bd_matrix(tests: Sequence[RDCurve], refs: Sequence[RDCurve], key: str,
+              lower_is_better: bool = False) -> list[list[float | None]]:
+    """BD-rate (%) of each test curve (rows) against each reference (columns) on metric ``key``
+    (a distance such as LPIPS is negated first, so quality still rises with rate)."""
+    sign = -1.0 if lower_is_better else 1.0
     out = []
     for t in tests:
         row: list[float | None] = []
@@ -72,7 +78,7 @@ def bd_matrix(tests: Sequence[RDCurve], refs: Sequence[RDCurve], key: str) -> li
                 continue
             rb, rv = r.points(key)
             tb, tv = t.points(key)
-            row.append(bd_rate(rb, rv, tb, tv))
+            row.append(bd_rate(rb, [sign * v for v in rv], tb, [sign * v for v in tv]))
         out.append(row)
     return out
 
@@ -111,6 +117,9 @@ def render(inp: ReportInput, report_path: Path) -> str:
         out.append(f"![Rate-distortion curves]({Path(rel).as_posix()})\n")
         out.append("Solid thick: liccodec models. Solid thin: classical codecs measured in this "
                    "run. Dashed: published results (not re-measured).\n")
+    if inp.perceptual_plot_path:
+        rel = os.path.relpath(inp.perceptual_plot_path, report_path.parent)
+        out.append(f"![Perceptual distances against rate]({Path(rel).as_posix()})\n")
 
     # ---- machine and versions
     m = inp.machine
@@ -158,17 +167,20 @@ def render(inp: ReportInput, report_path: Path) -> str:
 
     # ---- BD-rate
     refs_anchor = [inp.anchors[k] for k in MATRIX_ANCHORS if k in inp.anchors]
-    for key, title in METRICS:
+    for key, title, lower in [(k, t, False) for k, t in METRICS] + [(k, t, True) for k, t in PERCEPTUAL]:
         tests = [c for c in inp.measured if c.has(key)]
         if not tests:
             continue
         refs = tests + [a for a in refs_anchor if a.has(key)]
-        mat = bd_matrix(tests, refs, key)
+        mat = bd_matrix(tests, refs, key, lower)
         out.append(f"## BD-rate, {title}\n")
         out.append("Percent more (+) or fewer (−) bits than the column's codec for the same "
                    f"{title}: PCHIP interpolation of log-rate over the quality range both curves "
                    "cover (– where they share none). Columns after the measured codecs are "
                    "published anchors.\n")
+        if lower:
+            out.append(f"{title} is a distance (lower is better; `liccodec.perceptual`), "
+                       "interpolated as its negative.\n")
         header = ["test \\ reference"] + [r.name for r in refs]
         rows = [[f"**{label(t)}**"] + [_fmt(v, 1, signed=True) for v in row]
                 for t, row in zip(tests, mat)]
@@ -229,14 +241,17 @@ def render(inp: ReportInput, report_path: Path) -> str:
         out.append(f"<details><summary>{label(c)}</summary>\n")
         rows = []
         ms_db = c.metric("ms-ssim-db") or [None] * len(c.bpp)
+        perceptual = [(k, t) for k, t in PERCEPTUAL if c.metric(k) is not None]
         for i, s in enumerate(mm.get("settings", [None] * len(c.bpp))):
             def at(series: Sequence[float | None] | None) -> float | None:
                 return series[i] if series is not None and i < len(series) else None
             rows.append([f"{s:g}" if s is not None else "?", _fmt(at(c.bpp), 4), _fmt(at(c.psnr), 2),
-                         _fmt(at(c.ms_ssim), 4), _fmt(at(ms_db), 2), _fmt(at(c.encoding_time), 4),
-                         _fmt(at(c.decoding_time), 4)])
+                         _fmt(at(c.ms_ssim), 4), _fmt(at(ms_db), 2),
+                         *[_fmt(at(c.metric(k)), 4) for k, _ in perceptual],
+                         _fmt(at(c.encoding_time), 4), _fmt(at(c.decoding_time), 4)])
         out.append(_table([mm.get("setting_name", "setting"), "bpp", "PSNR-RGB", "MS-SSIM",
-                           "MS-SSIM dB", "enc s", "dec s"], rows) + "\n\n</details>\n")
+                           "MS-SSIM dB", *[t for _, t in perceptual], "enc s", "dec s"], rows)
+                   + "\n\n</details>\n")
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -40,6 +40,9 @@ from liccodec.eval.metrics import ms_ssim_db, ms_ssim_from_db
 #: Keys of ``results`` in CompressAI's layout, in the order we write them.
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 
+#: Perceptual distances ``lic eval --metric`` adds (``liccodec.perceptual``); lower is better.
+PERCEPTUAL_KEYS = ("lpips-alex", "lpips-vgg", "dists")
+
 Series = list[float | None]
 
 
@@ -63,6 +66,8 @@ class RDCurve:
     per_image: dict[str, dict[str, Series]] = field(default_factory=dict)
     #: Where it was read from, if it was.
     path: Path | None = None
+    #: perceptual distances by key (:data:`PERCEPTUAL_KEYS`), when they were measured
+    extra: dict[str, Series] = field(default_factory=dict)
 
     def metric(self, key: str) -> Series | None:
         """A series by its CompressAI key (``psnr-rgb``, ``ms-ssim-rgb``, ``ms-ssim-db``, ...)."""
@@ -80,6 +85,8 @@ class RDCurve:
             return self.encoding_time
         if key == "decoding_time":
             return self.decoding_time
+        if key in PERCEPTUAL_KEYS:
+            return self.extra.get(key)
         raise KeyError(key)
 
     def points(self, key: str) -> tuple[list[float], list[float]]:
@@ -102,6 +109,7 @@ class RDCurve:
                             ("encoding_time", self.encoding_time), ("decoding_time", self.decoding_time)):
             if series is not None:
                 results[key] = list(series)
+        results.update({k: list(v) for k, v in self.extra.items()})
         doc: dict[str, Any] = {"name": self.name, "description": self.description,
                                "results": _json_safe(results)}
         meta = dict(self.meta)
@@ -135,7 +143,8 @@ class RDCurve:
                    decoding_time=_opt_floats(res.get("decoding_time")),
                    description=str(doc.get("description") or ""), source=src,
                    kind=str(meta.get("kind") or ""), meta=meta,
-                   per_image=doc.get("per_image") or {}, path=path)
+                   per_image=doc.get("per_image") or {}, path=path,
+                   extra={k: _opt_floats(res[k]) for k in PERCEPTUAL_KEYS if k in res})
 
 
 def _floats(values: Iterable[Any]) -> list[float]:
