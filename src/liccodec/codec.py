@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from liccodec.container import Header, pack, unpack
+from liccodec.container import QMAP_MAJOR, QMAP_STREAM, Header, QualityMap, pack, unpack
 from liccodec.errors import FormatError, ModelError, UsageError
 from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_tensor,
                               to_uint8, unpack_alpha)
+from liccodec.roi import QualityRequest, base_quality
 from liccodec.weights import DEFAULT_MODEL, WeightSpec, get_spec, load_model, read_manifest
 
 if TYPE_CHECKING:
@@ -55,22 +56,48 @@ class Encoded:
     data: bytes
     header: Header
     planes: Planes
+    qmap: QualityMap | None = None    # the quality per position of y, when not uniform
 
 
-def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | None = None) -> Encoded:
+def _latent_map(net, region: QualityRequest | None) -> tuple[QualityMap | None, int | None]:
+    """(quality map, None), or (None, the quality) when the request is uniform on y's grid."""
+    if region is None:
+        return None, None
+    if not net.latent.spatial_quality:
+        raise UsageError(f"{type(net).__name__} models cannot vary the quality across the image "
+                         "(--roi, --quality-map): their latent codec has no per-position gains")
+    milli = region.latent_qualities(net.y_stride, net.downsampling)
+    qmap = QualityMap.of(milli)
+    return qmap, (int(milli.flat[0]) if qmap is None else None)
+
+
+def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | None = None,
+                  region: QualityRequest | None = None) -> Encoded:
+    """Code ``planes`` at ``quality``, or at the qualities ``region`` asks for (``liccodec.roi``,
+    which then replaces ``quality``)."""
     import torch
 
     spec = get_spec(model)
     q = quality_milli(spec, quality)
     net = load_model(model)
+    qmap, uniform = _latent_map(net, region)
+    q = uniform if uniform is not None else q if qmap is None else base_quality(qmap)
     x = to_tensor(planes.rgb)
     with torch.inference_mode():
-        streams = net.compress(pad_to_multiple(x, net.downsampling), q, precision())
-    if planes.alpha is not None:
-        streams["alpha"] = pack_alpha(planes.alpha)
+        streams = net.compress(pad_to_multiple(x, net.downsampling), q, precision(),
+                               qmap=None if qmap is None else qmap.milli())
+    return _finish(spec, planes, q, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None, qmap)
+
+
+def _finish(spec: WeightSpec, planes: Planes, q: int, streams: dict[str, bytes], alpha: bytes | None,
+            qmap: QualityMap | None) -> Encoded:
+    if alpha is not None:
+        streams["alpha"] = alpha
+    if qmap is not None:
+        streams[QMAP_STREAM] = qmap.to_bytes()
     w, h = planes.size
     header = Header(spec.id, spec.digest, w, h, planes.mode, planes.bit_depth, q)
-    return Encoded(pack(header, streams), header, planes)
+    return Encoded(pack(header, streams), header, planes, qmap)
 
 
 @dataclass
@@ -107,8 +134,9 @@ def analyse(planes: Planes, model: str = DEFAULT_MODEL) -> Analysis:
     return Analysis(planes, spec, y, alpha)
 
 
-def encode_analysis(analysis: Analysis, q_milli: int) -> Encoded:
-    """Code an :class:`Analysis` at quality ``q_milli`` (thousandths) into a complete .lic file."""
+def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | None = None) -> Encoded:
+    """Code an :class:`Analysis` at quality ``q_milli`` (thousandths) into a complete .lic file;
+    ``region`` (``liccodec.roi``) replaces ``q_milli`` as in :func:`encode_planes`."""
     spec = analysis.spec
     if not (round(spec.quality_min * 1000) <= q_milli <= round(spec.quality_max * 1000)):
         raise UsageError(f"quality {q_milli / 1000:g} is outside {spec.id}'s range "
@@ -116,24 +144,35 @@ def encode_analysis(analysis: Analysis, q_milli: int) -> Encoded:
     import torch
 
     net = load_model(spec.id)
+    qmap, uniform = _latent_map(net, region)
+    q = uniform if uniform is not None else int(q_milli) if qmap is None else base_quality(qmap)
     with torch.inference_mode():
-        streams = net.compress_latent(analysis.y, int(q_milli), precision())
-    if analysis.alpha is not None:
-        streams["alpha"] = analysis.alpha
-    planes = analysis.planes
-    w, h = planes.size
-    header = Header(spec.id, spec.digest, w, h, planes.mode, planes.bit_depth, int(q_milli))
-    return Encoded(pack(header, streams), header, planes)
+        streams = net.compress_latent(analysis.y, q, precision(), qmap=None if qmap is None else qmap.milli())
+    return _finish(spec, analysis.planes, q, streams, analysis.alpha, qmap)
 
 
 def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
-           quality: float | None = None, first_frame: bool = False) -> bytes:
+           quality: float | None = None, first_frame: bool = False, *,
+           roi: str | Path | bytes | Image.Image | np.ndarray | None = None, roi_background: float | None = None,
+           quality_map: str | Path | bytes | Image.Image | np.ndarray | None = None,
+           quality_range: tuple[float, float] | None = None) -> bytes:
     """Encode an image (path, encoded bytes or Pillow image) into .lic bytes.
 
     An image file with several frames (animated GIF, multi-page TIFF) is refused with
     ``InputImageError`` unless ``first_frame`` (then frame 1 alone is coded).
+
+    Region-of-interest coding (docs/roi.md): ``roi``, a mask of the image's size (an image
+    like ``image`` takes, or a 2-d bool/uint8 array), codes its white part (>= 128) at
+    ``quality`` and the rest at ``roi_background`` (default: the model's lowest quality);
+    ``quality_map``, a grey image of the image's size, sets the quality linearly from
+    ``quality_range[0]`` at black to ``quality_range[1]`` at white (default: the model's
+    range). Mistakes in them (size, range, both given) raise ``UsageError``.
     """
-    return encode_planes(split(open_image(image, first_frame)), model, quality).data
+    from liccodec.roi import request
+
+    planes = split(open_image(image, first_frame))
+    region = request(get_spec(model), planes.size, quality, roi, roi_background, quality_map, quality_range)
+    return encode_planes(planes, model, quality if region is None else None, region).data
 
 
 def _spec_for(header: Header) -> WeightSpec:
@@ -165,15 +204,34 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     alpha = unpack_alpha(streams["alpha"], header.width, header.height) if header.mode.has_alpha else None
     ds = net.downsampling
     hp, wp = -(-header.height // ds) * ds, -(-header.width // ds) * ds
+    qmap = _read_qmap(header, streams, spec, net, (hp, wp))
     if isinstance(net, runtime.Decoder):
-        rgb = net.decode(streams, (hp, wp), header.quality)[: header.height, : header.width]
+        rgb = net.decode(streams, (hp, wp), header.quality, qmap=qmap)[: header.height, : header.width]
     else:  # an architecture the numpy decoder does not run
         import torch
 
         with torch.inference_mode():
-            x_hat = net.decompress(streams, (hp, wp), header.quality, precision())
+            x_hat = net.decompress(streams, (hp, wp), header.quality, precision(), qmap=qmap)
         rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
     return header, rgb, alpha
+
+
+def _read_qmap(header: Header, streams: dict[str, bytes], spec: WeightSpec, net, hw: tuple[int, int]
+               ) -> np.ndarray | None:
+    """The quality of each position of y of a file with a quality map (format 3.x), else None.
+    Bounded by the header's size (at most a byte per 16x16 pixels), checked before the latents."""
+    if header.major != QMAP_MAJOR:
+        return None
+    from liccodec import runtime
+
+    if not isinstance(net, runtime.Decoder) and not net.latent.spatial_quality:
+        raise FormatError(f"this file has a quality map, which {spec.arch} models cannot decode")
+    qmap = QualityMap.from_bytes(streams[QMAP_STREAM], (hw[0] // net.y_stride, hw[1] // net.y_stride))
+    lo, hi = round(spec.quality_min * 1000), round(spec.quality_max * 1000)
+    if not lo <= qmap.qualities[0] <= qmap.qualities[-1] <= hi:
+        raise FormatError(f"quality map qualities {qmap.qualities[0] / 1000:g}..{qmap.qualities[-1] / 1000:g} "
+                          f"are outside {spec.id}'s range [{spec.quality_min:g}, {spec.quality_max:g}]")
+    return qmap.milli()
 
 
 def decode(data: bytes | str | Path) -> Image.Image:

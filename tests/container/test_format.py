@@ -5,7 +5,7 @@ import zlib
 import pytest
 from lic_forge import Forged
 
-from liccodec.container import FORMAT_MAJOR, MAX_SIDE, Header, Mode, format, pack, read_header, unpack
+from liccodec.container import MAJORS, MAX_SIDE, Header, Mode, format, pack, read_header, unpack
 from liccodec.errors import ChecksumError, FormatError, VersionError
 
 
@@ -41,7 +41,7 @@ def test_wrong_magic():
 
 def test_unknown_major_version():
     data = bytearray(pack(*sample()))
-    data[4] = FORMAT_MAJOR + 1
+    data[4] = max(MAJORS) + 1
     with pytest.raises(VersionError):
         unpack(reseal(bytes(data)))
 

@@ -23,12 +23,20 @@ def _summary(src: str, dst: str, nbytes: int, pixels: int, seconds: float, extra
     return f"{src} -> {dst}: {nbytes:,} bytes, {8 * nbytes / max(pixels, 1):.4f} bpp, {seconds:.2f} s{extra}"
 
 
-def _quality_metrics(planes, data: bytes) -> str:
+def _quality_metrics(planes, data: bytes, roi=None) -> str:
+    """PSNR and MS-SSIM of ``data``'s decoding; with ``roi`` (a ``roi.QualityRequest`` of a
+    mask) also the PSNR inside and outside the region."""
     from liccodec.codec import decode_rgb
     from liccodec.eval.metrics import ms_ssim_rgb, psnr_rgb
 
     _, rgb, _ = decode_rgb(data)
     extra = f", PSNR {psnr_rgb(planes.rgb, rgb):.2f} dB"
+    if roi is not None:
+        from liccodec.eval.roi import masked_psnr
+
+        inside = roi.levels == 255
+        extra += (f" (ROI {masked_psnr(planes.rgb, rgb, inside):.2f}, "
+                  f"outside {masked_psnr(planes.rgb, rgb, ~inside):.2f})")
     ms = ms_ssim_rgb(planes.rgb, rgb)  # None when too small for five scales
     return extra if ms is None else extra + f", MS-SSIM {ms:.4f}"
 
@@ -172,10 +180,22 @@ def _allocate_folder(src: Path, out: str | None, model: str, budget, metric: str
 @click.option("--first-frame", is_flag=True,
               help="Code only frame 1 of an input with several frames (animated GIF, multi-page TIFF); "
                    "without it such inputs are refused (exit 3).")
-@click.option("-v", "--verbose", is_flag=True, help="Also report PSNR and MS-SSIM (decodes again).")
+@click.option("--roi", metavar="MASK",
+              help="Region of interest: a greyscale image of IN's size; its white part (grey >= 128) is "
+                   "coded at -q, the rest at --roi-background (docs/roi.md).")
+@click.option("--roi-background", type=float, metavar="Q",
+              help="Quality outside --roi (default: the model's lowest).")
+@click.option("--quality-map", metavar="MAP",
+              help="A greyscale image of IN's size whose grey levels set the quality linearly, black "
+                   "to white = --quality-range (docs/roi.md). Replaces -q.")
+@click.option("--quality-range", metavar="LO,HI",
+              help="Qualities of black and white in --quality-map (default: the model's range).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also report PSNR and MS-SSIM (decodes again); with --roi, PSNR inside and outside it.")
 @click.option("--quiet", is_flag=True, help="No summary line or progress bar.")
 def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, target_bpp, target_size, target_psnr,
-           avg_bpp, total_size, metric, grid, report_path, first_frame, verbose, quiet):
+           avg_bpp, total_size, metric, grid, report_path, first_frame, roi, roi_background, quality_map,
+           quality_range, verbose, quiet):
     """Encode IN (an image, '-' for stdin, or a folder) into .lic.
 
     OUT defaults to IN with the suffix .lic; '-' writes to stdout. A folder is converted
@@ -189,11 +209,22 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
       --target-size 50k, --target-bpp 0.5   never exceeded (else exit code 8)
       --target-psnr 35                      the smallest file that reaches it
       DIR -o OUT --avg-bpp 0.3              best mean PSNR within the budget
+
+    \b
+    Region of interest (docs/roi.md), a quality per 16x16 block:
+      --roi mask.png -q 6 --roi-background 2
+      --quality-map map.png --quality-range 2,7
     """
     from liccodec.codec import encode_planes
     from liccodec.imageio import open_image, split
 
     target, budget = _rate_targets(quality, target_bpp, target_size, target_psnr, avg_bpp, total_size)
+    spatial = [name for name, v in (("--roi", roi), ("--roi-background", roi_background),
+                                    ("--quality-map", quality_map), ("--quality-range", quality_range)) if v]
+    if spatial and src != "-" and Path(src).is_dir():
+        raise UsageError(f"{spatial[0]} is for one image (a mask has its size), not a folder")
+    if spatial and (target is not None or budget is not None):
+        raise UsageError(f"{spatial[0]} does not combine with rate targets (--target-*, --avg-bpp, --total-size)")
     if src != "-" and Path(src).is_dir():
         if budget is not None:
             return _allocate_folder(Path(src), output or dst, model, budget, metric, grid, overwrite, quiet,
@@ -209,8 +240,15 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
     t0 = time.time()
     planes = split(open_image(_read_input(src), first_frame))
     note = ""
+    region = None
+    if spatial:
+        from liccodec.roi import parse_range, request
+        from liccodec.weights import get_spec
+
+        region = request(get_spec(model), planes.size, quality, roi, roi_background, quality_map,
+                         None if quality_range is None else parse_range(quality_range))
     if target is None:
-        enc = encode_planes(planes, model, quality)
+        enc = encode_planes(planes, model, None if region is not None else quality, region)
     else:
         from liccodec.ratecontrol import encode_to_target
 
@@ -220,7 +258,10 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
     secs = time.time() - t0
     if not quiet:
         w, h = planes.size
-        extra = _quality_metrics(planes, enc.data) if verbose else ""
+        extra = _quality_metrics(planes, enc.data, region if roi else None) if verbose else ""
+        if enc.qmap is not None:
+            qs = enc.qmap.qualities
+            note += f", qualities {qs[0] / 1000:g}-{qs[-1] / 1000:g} (base {enc.header.quality / 1000:g})"
         click.echo(_summary(src, dst, len(enc.data), w * h, secs, note + extra), err=True)
 
 
@@ -276,11 +317,15 @@ def _read_file(path: str) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(src, as_json):
     """Print a .lic file's header without decoding it (checksum verified)."""
-    from liccodec.container import read_header
+    from liccodec.container import QMAP_STREAM, read_header
 
     data = sys.stdin.buffer.read() if src == "-" else _read_file(src)
     h = read_header(data)
     d = h.to_dict()
+    if QMAP_STREAM in h.streams:  # region-of-interest coding: the qualities of the map, then its base
+        from liccodec.container import QualityMap, unpack
+
+        d["quality_map"] = [q / 1000 for q in QualityMap.qualities_of(unpack(data)[1][QMAP_STREAM])]
     d["file_bytes"] = len(data)
     d["bpp"] = round(8 * len(data) / (h.width * h.height), 5)
     if as_json:
@@ -289,6 +334,8 @@ def info(src, as_json):
     for k, v in d.items():
         if k == "streams":
             v = ", ".join(f"{_printable(n)} {s:,} B" for n, s in v.items())
+        elif k == "quality_map":
+            v = ", ".join(f"{q:g}" for q in v)
         click.echo(f"{k:15} {_printable(str(v))}")
 
 
@@ -409,3 +456,44 @@ def rate_bench(folder, model, avg_bpps, grid, metric, target_images, skip_alloca
                f"{out['load_average_end']} at the end; {out['seconds']:.0f} s in all", err=True)
     if json_path:
         write_json(json_path, out)
+
+
+@main.command("roi-bench")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Model id.")
+@click.option("--pair", "pairs", multiple=True, default=("6,2", "7,3"), show_default=True, metavar="ROI,BG",
+              help="ROI quality and background quality (repeat the option).")
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False),
+              help="The region (white) for a single image; default: the ellipse inscribed in the central "
+                   "half of each image.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every number as JSON.")
+def roi_bench(images, model, pairs, mask, json_path):
+    """Measure ROI coding on IMAGES against a uniform quality at the same file size (docs/roi.md).
+
+    Prints a markdown table: PSNR inside and outside the region for the ROI file, for the
+    uniform file of the same size, and inside the region for a uniform file at the ROI quality.
+    """
+    import torch
+
+    from liccodec.eval.environment import cpu_model, usable_cores
+    from liccodec.eval.roi import compare, markdown
+    from liccodec.ratecontrol.allocate import write_json
+    from liccodec.roi import parse_range, read_grey
+
+    if mask is not None and len(images) != 1:
+        raise UsageError("--mask is the region of one image; give one image with it")
+    qualities = [parse_range(p) for p in pairs]
+    rows = []
+    for path in images:
+        region = None
+        if mask is not None:
+            from liccodec.imageio import open_image
+            from liccodec.roi import MASK_THRESHOLD
+
+            region = read_grey(mask, open_image(path).size, "ROI mask") >= MASK_THRESHOLD
+        rows += compare(path, model, qualities, region)
+    click.echo(markdown(rows))
+    machine = f"{cpu_model()}, {usable_cores()} usable cores, {torch.get_num_threads()} torch threads"
+    click.echo(f"\n{machine}; {sum(r.get('seconds', 0) for r in rows):.0f} s in all", err=True)
+    if json_path:
+        write_json(json_path, {"model": model, "machine": machine, "rows": rows})

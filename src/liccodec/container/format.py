@@ -14,6 +14,9 @@ Layout (fixed-size integers little-endian; ``varint`` = unsigned LEB128, minimal
 Version 2 differs from 1 in varints for the integers that vary from file to file and a
 shorter digest; its latent codecs write one rANS stream where version 1 had one per latent.
 A 768x512 ``charm`` file spends about 46 bytes outside its payloads instead of about 102.
+Version 3 is version 2 plus a quality map (stream ``qmap``, ``container.qmap``), which
+changes how the latents decode: a 2.x reader must refuse such a file, not ignore the
+stream. A writer uses 3.0 only for files that have one, so every other file stays 2.0.
 
 A reader checks, in this order: minimum length, magic, major version, checksum (which
 also catches truncation and trailing bytes), header syntax, declared limits, the stream set,
@@ -28,18 +31,22 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from liccodec.container.qmap import QMAP_STREAM
 from liccodec.errors import ChecksumError, FormatError, VersionError
 
 MAGIC = b"\x89LIC"
-FORMAT_MAJOR = 2
+FORMAT_MAJOR = 2              # what a file is written as unless it needs a later major
 FORMAT_MINOR = 0
+QMAP_MAJOR = 3                # a file with a quality map (stream "qmap"): 2.0 plus that stream
+MAJORS = (FORMAT_MAJOR, QMAP_MAJOR)
 DIGEST_BYTES = 8              # of the weights file's sha256
 MAX_SIDE = 65535
 MAX_PIXELS = 1 << 28          # 268 megapixels
 MAX_STREAMS = 32
 MAX_NAME = 64
 MAX_VARINT_BYTES = 5          # every varint field is below 2**35; lengths below 2**32
-# the streams of format 2.0; a file of a later minor version may add streams (ignored here)
+# the streams of format 2.0 (3.0: and "qmap"); a file of a later minor version may add
+# streams (ignored here)
 STREAMS = ("ans", "esc", "alpha")
 REQUIRED_STREAM = "ans"
 ALPHA_STREAM = "alpha"
@@ -95,12 +102,15 @@ def _check_limits(h: Header) -> None:
 def _check_streams(h: Header) -> None:
     """Which streams a file holds, as docs/format.md says (lengths are checked elsewhere)."""
     names = list(h.streams)
+    known = STREAMS + ((QMAP_STREAM,) if h.major == QMAP_MAJOR else ())
     if h.minor <= FORMAT_MINOR:
-        unknown = [n for n in names if n not in STREAMS]
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise FormatError(f"unknown stream {unknown[0]!r} in a {h.major}.{h.minor} file")
     if REQUIRED_STREAM not in names:
         raise FormatError(f"missing stream {REQUIRED_STREAM!r}")
+    if h.major == QMAP_MAJOR and QMAP_STREAM not in names:
+        raise FormatError(f"a {h.major}.x file needs a {QMAP_STREAM!r} stream (one without is a 2.0 file)")
     if (ALPHA_STREAM in names) != h.mode.has_alpha:
         raise FormatError(f"colour mode {h.mode.name} " + ("needs an alpha stream" if h.mode.has_alpha
                                                            else "cannot have an alpha stream"))
@@ -133,7 +143,10 @@ def _varint(n: int) -> bytes:
 
 
 def pack(header: Header, streams: dict[str, bytes]) -> bytes:
-    """Serialize a header and its named streams into a complete .lic file."""
+    """Serialize a header and its named streams into a complete .lic file: format 3.0 when
+    the streams hold a quality map, else 2.0 (the lowest version that can hold them; the
+    header's version fields are set accordingly)."""
+    header.major, header.minor = (QMAP_MAJOR if QMAP_STREAM in streams else FORMAT_MAJOR), FORMAT_MINOR
     _check_limits(header)
     if len(streams) > MAX_STREAMS:
         raise ValueError("too many streams")
@@ -201,10 +214,10 @@ def _parse(data: bytes, verify: bool) -> tuple[Header, int]:
     if len(data) < _MIN_SIZE:
         raise ChecksumError("file is truncated")
     _, major, minor = _PREAMBLE.unpack_from(data)
-    if major != FORMAT_MAJOR:
+    if major not in MAJORS:
         hint = " (written by liccodec 0.1; decode it with that version)" if major == 1 else ""
         raise VersionError(f"unsupported .lic format version {major}.{minor} "
-                           f"(this reader: {FORMAT_MAJOR}.x){hint}")
+                           f"(this reader: {' and '.join(f'{m}.x' for m in MAJORS)}){hint}")
     if verify:
         (crc,) = struct.unpack_from("<I", data, len(data) - 4)
         if zlib.crc32(data[:-4]) != crc:

@@ -12,13 +12,16 @@ precision, the container streams and the weight files, and never reaches inside:
 hyperprior, a channel-wise or a checkerboard codec plug into any pair of transforms.
 
 Qualities travel as integers in thousandths (``q_milli``): quality 1.0 is trained level 0,
-quality ``levels`` the last one; fractional qualities interpolate between levels.
+quality ``levels`` the last one; fractional qualities interpolate between levels. A codec
+with :attr:`LatentCodec.spatial_quality` also takes a quality per position of y (``qmap``,
+region-of-interest coding, docs/roi.md); ``q_milli`` is then the file's base quality.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -49,6 +52,8 @@ class LatentCodec(nn.Module):
     float16_export: ClassVar[tuple[str, ...]] = ()
     #: y positions per position of the coarsest latent: y's sides are multiples of this
     downsampling: ClassVar[int] = 1
+    #: codes y with a quality per position (``qmap`` of :meth:`encode`/:meth:`decode`)
+    spatial_quality: ClassVar[bool] = False
     #: its exact dataclass: ``from_tensors(dict) -> instance`` and ``to_tensors() -> dict``
     exact_cls: ClassVar[type]
     exact: Any = None
@@ -107,29 +112,39 @@ class LatentCodec(nn.Module):
         return self.exact
 
     # ---- exact coding -----------------------------------------------------------------
-    def encode(self, y: Tensor, q_milli: int, writer: StreamWriter, tile: int | None = None) -> Tensor:
+    def encode(self, y: Tensor, q_milli: int, writer: StreamWriter, tile: int | None = None,
+               qmap: np.ndarray | None = None) -> Tensor:
         """Code y (1, M, h, w) at ``q_milli`` into ``writer``; returns the decoder's y_hat.
-        ``tile`` (a core side in y positions) only bounds memory: the bits are the same."""
+        ``tile`` (a core side in y positions) only bounds memory: the bits are the same.
+        ``qmap`` ((h, w) thousandths; codecs with :attr:`spatial_quality` only): the
+        quality of each position of y, ``q_milli`` then being the base quality."""
         raise NotImplementedError
 
     def decode(self, reader: StreamReader, hw: tuple[int, int], q_milli: int,
-               tile: int | None = None) -> Tensor:
+               tile: int | None = None, qmap: np.ndarray | None = None) -> Tensor:
         """Inverse of :meth:`encode`; ``hw`` is y's size in units of :attr:`downsampling`."""
         raise NotImplementedError
 
+    def _check_qmap(self, qmap: np.ndarray | None) -> None:
+        if qmap is not None and not self.spatial_quality:
+            raise ValueError(f"{type(self).__name__} cannot code a quality per position")
+
     @torch.no_grad()
-    def compress(self, y: Tensor, q_milli: int, tile: int | None = None) -> tuple[dict[str, bytes], Tensor]:
+    def compress(self, y: Tensor, q_milli: int, tile: int | None = None,
+                 qmap: np.ndarray | None = None) -> tuple[dict[str, bytes], Tensor]:
         """y -> (container streams, the decoder's y_hat)."""
+        self._check_qmap(qmap)
         writer = StreamWriter()
-        y_hat = self.encode(y, q_milli, writer, tile)
+        y_hat = self.encode(y, q_milli, writer, tile) if qmap is None else self.encode(y, q_milli, writer, tile, qmap)
         return streams_of(writer), y_hat
 
     @torch.no_grad()
     def decompress(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int,
-                   tile: int | None = None) -> Tensor:
+                   tile: int | None = None, qmap: np.ndarray | None = None) -> Tensor:
         """Inverse of :meth:`compress`: streams -> y_hat."""
+        self._check_qmap(qmap)
         reader = reader_of(streams)
-        y_hat = self.decode(reader, hw, q_milli, tile)
+        y_hat = self.decode(reader, hw, q_milli, tile) if qmap is None else self.decode(reader, hw, q_milli, tile, qmap)
         reader.finish()
         return y_hat
 

@@ -15,6 +15,14 @@ Data flow (``g`` = gain at the requested level, ``ig`` = inverse gain)::
 
 Training uses additive uniform noise for the rates and straight-through rounding for what
 the synthesis sees ("mixed" quantization, Minnen & Singh, ICIP 2020).
+
+Region-of-interest coding (docs/roi.md) makes ``g`` and ``ig`` spatially varying: the gain
+vector of a quality chosen per position of y, as the quality maps of Song et al. ("Variable-
+rate deep image compression through spatially-adaptive feature transform", ICCV 2021) do,
+here with the gain units alone and no retraining. ``hg``/``ihg`` stay those of the file's
+base quality. The gains never enter the integer path: ``h_s`` sees only z (base quality),
+the symbols and means live in the gained domain, and the per-position ``ig`` is applied in
+float after decoding, as the uniform one is.
 """
 from __future__ import annotations
 
@@ -136,6 +144,8 @@ class GainedHyperprior(LatentCodec):
     # comparison (liccodec.eval.reference); coding reads the exported tables
     reference_only = ("entropy_bottleneck.",)
     float16_export = ("h_a.",)
+    # the gains are float and outside the exact path: they may vary from position to position
+    spatial_quality = True
 
     @property
     def downsampling(self) -> int:
@@ -222,16 +232,32 @@ class GainedHyperprior(LatentCodec):
     def _float_level(self, q_milli: int, batch: int, device: torch.device) -> Tensor:
         return torch.full((batch,), level_of_quality(q_milli), device=device)
 
+    def gains(self, q_milli: int, qmap: np.ndarray | None, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(gain, inverse gain) of y: (B, M, 1, 1) at ``q_milli``, or (1, M, h, w) with the
+        quality of each position from ``qmap`` ((h, w) thousandths). Each quality's vectors
+        are computed exactly as for a uniform quality, so a uniform map gives the same numbers."""
+        if qmap is None:
+            return self.gain(self._float_level(q_milli, batch, device))
+        qualities, index = np.unique(np.asarray(qmap, dtype=np.int64), return_inverse=True)
+        g, ig = self.gain(torch.tensor([level_of_quality(int(q)) for q in qualities], device=device))
+        at = torch.from_numpy(index.reshape(np.shape(qmap))).to(device)
+        return (g[:, :, 0, 0][at].permute(2, 0, 1).unsqueeze(0), ig[:, :, 0, 0][at].permute(2, 0, 1).unsqueeze(0))
+
     @torch.no_grad()
-    def encode(self, y: Tensor, q_milli: int, writer: StreamWriter, tile: int | None = None) -> Tensor:
+    def encode(self, y: Tensor, q_milli: int, writer: StreamWriter, tile: int | None = None,
+               qmap: np.ndarray | None = None) -> Tensor:
         """Code y (1, M, H/16, W/16) into ``writer``; returns the decoder's y_hat.
 
         ``tile`` (a core side in y positions, a multiple of 4) runs h_a and the integer
         hyper-synthesis tile by tile (``liccodec.tiling``); None runs them on the whole latent.
+        ``qmap`` ((H/16, W/16) thousandths) gains each position of y at its own quality;
+        ``q_milli`` then only sets the hyper-latent's gain.
         """
         ex = self._require_exact()
         level = self._float_level(q_milli, y.shape[0], y.device)
-        g, ig = self.gain(level)
+        if qmap is not None and tuple(np.shape(qmap)) != tuple(y.shape[-2:]):
+            raise ValueError(f"quality map of {np.shape(qmap)} for y of {tuple(y.shape[-2:])}")
+        g, ig = self.gains(q_milli, qmap, y.shape[0], y.device)
         hg, _ = self.hyper_gain(level)
         y_g = y.float() * g
         if tile is None:
@@ -290,10 +316,12 @@ class GainedHyperprior(LatentCodec):
 
     @torch.no_grad()
     def decode(self, reader: StreamReader, z_hw: tuple[int, int], q_milli: int,
-               tile: int | None = None) -> Tensor:
+               tile: int | None = None, qmap: np.ndarray | None = None) -> Tensor:
         """Inverse of :meth:`encode`: -> y_hat (1, M, 4h, 4w) for z of size ``z_hw``."""
+        if qmap is not None and tuple(np.shape(qmap)) != (self.downsampling * z_hw[0], self.downsampling * z_hw[1]):
+            raise ValueError(f"quality map of {np.shape(qmap)} for z of {z_hw}")
         y_sym, means_q = self._decode_ints(reader, z_hw, q_milli, tile)
-        _, ig = self.gain(self._float_level(q_milli, 1, self.gain.log_gain.device))
+        _, ig = self.gains(q_milli, qmap, 1, self.gain.log_gain.device)
         return self._y_hat(y_sym, means_q, tile).to(ig.device) * ig
 
     def _y_hat(self, y_sym: Tensor, means_q: Tensor, tile: int | None) -> Tensor:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -94,15 +95,17 @@ class LearnedCodec(nn.Module):
     # file decodes to the same latents whether either side tiled or not.
     @torch.no_grad()
     def compress(self, x: Tensor, q_milli: int, precision: str = "fp32",
-                 tiles: TilePolicy | None = None) -> dict[str, bytes]:
+                 tiles: TilePolicy | None = None, qmap: np.ndarray | None = None) -> dict[str, bytes]:
         """x: (1, 3, H, W) in [0, 1], H and W multiples of :attr:`downsampling`.
 
         ``precision`` ("fp32" or "bf16") applies to the float transforms only; what
         decides the coder's parameters is integer arithmetic either way. ``tiles`` says
-        when to tile (default: :meth:`TilePolicy.from_env`). Equal to
-        ``compress_latent(analysis(x))``, which lets one analysis serve several qualities.
+        when to tile (default: :meth:`TilePolicy.from_env`). ``qmap`` ((H/s, W/s) for y's
+        stride s, thousandths): a quality per position of y (region-of-interest coding,
+        latent codecs with ``spatial_quality`` only), ``q_milli`` being the base quality.
+        Equal to ``compress_latent(analysis(x))``, which lets one analysis serve several qualities.
         """
-        return self.compress_latent(self.analysis(x, precision, tiles), q_milli, precision, tiles)
+        return self.compress_latent(self.analysis(x, precision, tiles), q_milli, precision, tiles, qmap)
 
     @torch.no_grad()
     def analysis(self, x: Tensor, precision: str = "fp32", tiles: TilePolicy | None = None) -> Tensor:
@@ -115,26 +118,27 @@ class LearnedCodec(nn.Module):
 
     @torch.no_grad()
     def compress_latent(self, y: Tensor, q_milli: int, precision: str = "fp32",
-                        tiles: TilePolicy | None = None) -> dict[str, bytes]:
-        """The quality-dependent half of :meth:`compress`: code y at ``q_milli``."""
+                        tiles: TilePolicy | None = None, qmap: np.ndarray | None = None) -> dict[str, bytes]:
+        """The quality-dependent half of :meth:`compress`: code y at ``q_milli`` (and ``qmap``)."""
         tiles = TilePolicy.from_env() if tiles is None else tiles
         hw = (y.shape[-2] * self.y_stride, y.shape[-1] * self.y_stride)
         tile = tiles.core(self.y_stride) if tiles.applies(*hw) else None
         with transform_precision(y.device, precision):
-            return self.latent.compress(y, q_milli, tile)[0]
+            return self.latent.compress(y, q_milli, tile, qmap)[0]
 
     @torch.no_grad()
     def decompress(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int,
-                   precision: str = "fp32", tiles: TilePolicy | None = None) -> Tensor:
+                   precision: str = "fp32", tiles: TilePolicy | None = None,
+                   qmap: np.ndarray | None = None) -> Tensor:
         """Inverse of :meth:`compress` for a padded size ``hw``; returns x_hat in [0, 1]."""
         tiles = TilePolicy.from_env() if tiles is None else tiles
         latent_hw = (hw[0] // self.downsampling, hw[1] // self.downsampling)
         if not tiles.applies(*hw):
-            y_hat = self.latent.decompress(streams, latent_hw, q_milli)
+            y_hat = self.latent.decompress(streams, latent_hw, q_milli, None, qmap)
             with transform_precision(y_hat.device, precision):
                 x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last))
             return x_hat.float().clamp_(0, 1)
-        y_hat = self.latent.decompress(streams, latent_hw, q_milli, tiles.core(self.y_stride))
+        y_hat = self.latent.decompress(streams, latent_hw, q_milli, tiles.core(self.y_stride), qmap)
         with transform_precision(y_hat.device, precision):
             return run_tiled(self._synthesis, y_hat, Geometry.of(self.g_s), tiles.core(self.y_stride))
 

@@ -12,7 +12,8 @@ channel slices and latent residual prediction), mirrors ``liccodec.latent.hyperp
 
 * the exact part (z, the integer hyper-synthesis, the slice networks, the scale indices,
   y's symbols and means) in integers, bit-identical to the torch models on any machine;
-* the float part (inverse gains, residual prediction, synthesis) in float32, where the
+* the float part (inverse gains, uniform or one per position of y for a file with a
+  quality map, residual prediction, synthesis) in float32, where the
   pixels may differ from the torch path by rounding (the torch path runs bf16 where the
   CPU has it), far below one code value on average (tests/runtime).
 
@@ -287,12 +288,21 @@ class Decoder:
         return code_slices(self.cc, self.thresholds, scales_q, means_q, tile, decode)
 
     # -- the float part --------------------------------------------------------------------
-    def y_hat(self, y_sym: np.ndarray, means_q: np.ndarray, q_milli: int, tile: int | None) -> np.ndarray:
+    def y_hat(self, y_sym: np.ndarray, means_q: np.ndarray, q_milli: int, tile: int | None,
+              qmap: np.ndarray | None = None) -> np.ndarray:
+        """The synthesis' input: decoded latents (gained domain) times the inverse gains of
+        ``q_milli``, or of each position's own quality in ``qmap`` ((h, w) thousandths)."""
         y = (y_sym + means_q / 2.0**ACT_BITS).astype(np.float32)
         if self.lrp is not None:
             ctx = np.concatenate([(means_q / 2.0**ACT_BITS).astype(np.float32), y], axis=1)
             y = self.lrp(ctx) if tile is None else run_tiled(self.lrp, ctx, Geometry.of(self.lrp), tile)
-        return y * self._inverse_gain(q_milli).reshape(1, -1, 1, 1)
+        if qmap is None:
+            return y * self._inverse_gain(q_milli).reshape(1, -1, 1, 1)
+        if tuple(np.shape(qmap)) != y.shape[-2:]:
+            raise ValueError(f"quality map of {np.shape(qmap)} for y of {y.shape[-2:]}")
+        qualities, index = np.unique(np.asarray(qmap, dtype=np.int64), return_inverse=True)
+        table = np.stack([self._inverse_gain(int(q)) for q in qualities])  # (K, M)
+        return y * table[index.reshape(np.shape(qmap))].transpose(2, 0, 1)[None]
 
     def _inverse_gain(self, q_milli: int) -> np.ndarray:
         """``GainUnits``: linear interpolation between the two trained levels around it."""
@@ -304,8 +314,9 @@ class Decoder:
         return self.inv_gain[lo] + t * (self.inv_gain[hi] - self.inv_gain[lo])
 
     def decode(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int,
-               tiles: TilePolicy | None = None) -> np.ndarray:
-        """Streams of an image of padded size ``hw`` -> (hw[0], hw[1], 3) uint8."""
+               tiles: TilePolicy | None = None, qmap: np.ndarray | None = None) -> np.ndarray:
+        """Streams of an image of padded size ``hw`` -> (hw[0], hw[1], 3) uint8; ``qmap``:
+        the quality of each position of y (a file with a quality map, ``q_milli`` its base)."""
         tiles = TilePolicy.from_env() if tiles is None else tiles
         tiled = tiles.applies(*hw)
         tile = tiles.core(self.y_stride) if tiled else None
@@ -313,7 +324,7 @@ class Decoder:
         z_hw = (hw[0] // self.downsampling, hw[1] // self.downsampling)
         y_sym, means_q = self.decode_latents(reader, z_hw, q_milli, tile)
         reader.finish()
-        y = self.y_hat(y_sym, means_q, q_milli, tile)
+        y = self.y_hat(y_sym, means_q, q_milli, tile, qmap)
         x = self.g_s(y) if not tiled else run_tiled(self.g_s, y, Geometry.of(self.g_s), tile)
         return np.rint(x[0].transpose(1, 2, 0) * 255.0).astype(np.uint8)
 
