@@ -1,0 +1,84 @@
+"""WeConvene (Fu et al., ECCV 2024, arXiv 2407.09983): wavelet-domain convolutions in the
+transforms (``liccodec.nn.weconv``) and a wavelet-domain channel-wise entropy model
+(``liccodec.latent.wavelet``), on the transforms and hyperprior of ``charm``.
+
+    x --g_a [WeConv after the 1/4 and 1/8 stages]--> y
+      --[WeChARM: hyperprior; y -> Haar bands, LL slices first, then LH/HL/HH slices]--> y_hat
+      --g_s [WeConv after the 1/8 and 1/4 stages]--> x_hat
+
+Two switches make the paper's ablations one flag each: ``weconv`` (WeConv blocks in g_a/g_s)
+and ``wecharm`` (the wavelet-domain, LF-first entropy model; off: charm's spatial slices).
+
+Warm starts. g_a and g_s keep charm's layers under charm's names (``g_a.0`` .. ``g_a.6``);
+the WeConv blocks are extra entries (``g_a.weconv4``, ...) whose last layer starts at zero,
+so with ``init`` = a shipped ``charm`` model the transforms are exactly that model's. With
+``wecharm`` off, the whole model is then exactly the charm model; with it on, the gains,
+h_a, h_s and z prior load from charm, its slice networks and residual prediction are left
+out, and the entropy model starts as charm's hyperprior carried into the wavelet domain
+(``latent.wavelet``, "band map").
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from liccodec.latent.channelwise import ChannelConditional
+from liccodec.latent.hyperprior import GainedHyperprior
+from liccodec.latent.wavelet import WaveletChannel
+from liccodec.models.minnen2020 import CharmConfig, ChannelConditionalCodec
+from liccodec.models.registry import register_arch
+from liccodec.nn.weconv import WaveletConv
+
+#: strides (image pixels per position) whose stage output may carry a WeConv block, and the
+#: index, in msh's g_a and g_s, of the GDN that ends that stage
+_GA_STAGE = {2: 1, 4: 3, 8: 5}
+_GS_STAGE = {8: 1, 4: 3, 2: 5}
+
+
+@dataclass
+class WeConvConfig(CharmConfig):
+    weconv: bool = True      # WeConv blocks in g_a and g_s
+    wecharm: bool = True     # wavelet-domain LF-first entropy model (False: charm's slices)
+    # the strides at which g_a (after its downsampling stage) and g_s (after its upsampling
+    # stage) get a block; the paper puts them behind the inner stages, not at full resolution
+    weconv_at: tuple[int, ...] = field(default_factory=lambda: (4, 8))
+    weconv_hf_groups: int = 1   # 1: the high bands convolved jointly (the paper); 3: per band
+
+
+def _with_blocks(seq: nn.Sequential, after: dict[int, int], widths: dict[int, int],
+                 cfg: WeConvConfig) -> nn.Sequential:
+    """``seq`` with a WeConv block after layer ``after[s]`` for each stride s of
+    ``cfg.weconv_at``; the original layers keep their names (``0``, ``1``, ...)."""
+    bad = set(cfg.weconv_at) - set(after)
+    if bad:
+        raise ValueError(f"weconv_at: no stage at strides {sorted(bad)}; choose from {sorted(after)}")
+    at = {after[s]: s for s in cfg.weconv_at}
+    layers: list[tuple[str, nn.Module]] = []
+    for i, m in enumerate(seq):
+        layers.append((str(i), m))
+        if i in at:
+            s = at[i]
+            layers.append((f"weconv{s}", WaveletConv(widths[s], hf_groups=cfg.weconv_hf_groups)))
+    return nn.Sequential(OrderedDict(layers))
+
+
+@register_arch("weconv", config=WeConvConfig,
+               tiny=dict(N=8, M=12, lambdas=[0.004, 0.02, 0.08], slices=3, hidden=16, lrp=True),
+               summary="charm + wavelet-domain convolutions and LF-first wavelet-domain slices (WeConvene, Fu 2024)")
+class WeConvene(ChannelConditionalCodec):
+    """Variable-rate WeConvene. ``level`` is a float in [0, levels-1] per image."""
+
+    def __init__(self, cfg: WeConvConfig, inference: bool = False):
+        super().__init__(cfg, inference)
+        if cfg.weconv:
+            s1, s2, s3 = cfg.synthesis or (cfg.N, cfg.N, cfg.N)
+            # reassigning keeps g_a and g_s in their registration slots (state-dict order)
+            self.g_a = _with_blocks(self.g_a, _GA_STAGE, {s: cfg.N for s in _GA_STAGE}, cfg)
+            self.g_s = _with_blocks(self.g_s, _GS_STAGE, {8: s1, 4: s2, 2: s3}, cfg)
+
+    @staticmethod
+    def _latent(cfg: WeConvConfig, init_log_gain: Tensor, inference: bool) -> GainedHyperprior:
+        kind = WaveletChannel if cfg.wecharm else ChannelConditional
+        return kind(cfg.N, cfg.M, cfg.levels, cfg.slices, cfg.hidden, init_log_gain, inference, cfg.lrp)
