@@ -32,6 +32,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from liccodec.container.qmap import QMAP_STREAM
+from liccodec.container.varint import encode as _varint
 from liccodec.errors import ChecksumError, FormatError, VersionError
 
 MAGIC = b"\x89LIC"
@@ -129,17 +130,6 @@ def _name(s: str) -> bytes:
     if not _valid_name(b):
         raise ValueError(f"name {s!r} must be 1..{MAX_NAME} bytes of printable ASCII without spaces")
     return bytes([len(b)]) + b
-
-
-def _varint(n: int) -> bytes:
-    if not 0 <= n < 1 << 32:
-        raise ValueError(f"{n} does not fit a varint field")
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def pack(header: Header, streams: dict[str, bytes]) -> bytes:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from liccodec.container.varint import encode as _varint
 from liccodec.errors import FormatError
 
 QMAP_STREAM = "qmap"
@@ -38,15 +39,6 @@ MAX_QUALITY = 0xFFFF          # thousandths, as the header's quality field
 def _bits(count: int) -> int:
     """Bits per index for ``count`` qualities: 1, 2, 4 or 8."""
     return next(b for b in (1, 2, 4, 8) if count <= 1 << b)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @dataclass(frozen=True)
