@@ -83,3 +83,64 @@ def test_synthesis_ships_on_top_of_its_base(data_dir, tmp_path, monkeypatch):  #
     with pytest.raises(ValueError, match="not in"):
         export_module(s.ema, "charm", s.recipe.model, "charm.x", tmp_path / "elsewhere", base="charm.tiny")
     assert np.isfinite(s.step()["loss"])
+
+
+def test_semantic_discriminator_is_conditioned_on_the_original():
+    """ICISP's discriminator: logits at 1/16 of the image, and a different condition (another
+    original, another latent) changes them."""
+    from liccodec.train.perceptual import SemanticDiscriminator, VGGSemantics
+
+    torch.manual_seed(0)
+    sem, disc = VGGSemantics(pretrained=False), SemanticDiscriminator(4, latent_channels=12)
+    x, other = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    y_hat = torch.randn(2, 12, 4, 4)
+    assert sem(x).shape == (2, 512, 4, 4)
+    logits = disc(x, (sem(x), y_hat))
+    assert logits.shape == (2, 1, 4, 4)
+    assert not torch.allclose(logits, disc(x, (sem(other), y_hat)))
+    assert not torch.allclose(logits, disc(x, (sem(x), -y_hat)))
+    assert not any(p.requires_grad for p in sem.parameters())
+
+
+def test_semantic_gan_training_runs_and_resumes(data_dir, tmp_path, monkeypatch):  # noqa: F811
+    import liccodec.train.perceptual as perceptual
+
+    real = perceptual.VGGSemantics
+    monkeypatch.setattr(perceptual, "VGGSemantics", lambda pretrained=True: real(False))
+    torch.manual_seed(0)
+
+    def semantic(out, steps):
+        r = gan_recipe(data_dir, out, steps)
+        r.train.disc = "semantic"
+        return r
+
+    a = Trainer(semantic(tmp_path / "a", 3), "cpu")
+    a.run(progress=False)
+    b = Trainer(semantic(tmp_path / "b", 2), "cpu")
+    b.run(progress=False)
+    b2 = Trainer(semantic(tmp_path / "b", 3), "cpu")
+    b2.load(tmp_path / "b" / "last.pt")
+    b2.run(progress=False)
+    for (k, va), vb in zip(a.perceptual.disc.state_dict().items(), b2.perceptual.disc.state_dict().values()):
+        assert torch.equal(va, vb), k
+    log = a.step()
+    assert np.isfinite(log["g_adv"]) and np.isfinite(log["d_adv"])
+
+
+def test_fresh_parameters_get_their_own_learning_rate(data_dir, tmp_path):  # noqa: F811
+    """An extended architecture warm-started from its base: the blocks the base lacks form a
+    second optimizer group whose learning rate is ``fresh_lr_scale`` times the others'."""
+    t = Trainer(gan_recipe(data_dir, tmp_path / "m", 1), "cpu")
+    t.run(progress=False)
+    src = export_module(t.ema, "charm", t.recipe.model, "charm.tiny", tmp_path / "models")
+    r = gan_recipe(data_dir, tmp_path / "w", 1, init=src)
+    r.arch = "weconv"
+    r.model.update(wecharm=False)
+    r.train.fresh_lr_scale = 4.0
+    w = Trainer(r, "cpu")
+    names = {id(p): n for n, p in w.model.named_parameters()}
+    old, new = w.opt.param_groups
+    assert new["params"] and all(".weconv" in names[id(p)] for p in new["params"])
+    assert not any(".weconv" in names[id(p)] for p in old["params"])
+    w.step()
+    assert new["lr"] == pytest.approx(4 * old["lr"])

@@ -39,6 +39,7 @@ FLOAT16 = ("g_a.", "g_s.")
 class CodecOut:
     x_hat: Tensor
     likelihoods: dict[str, Tensor]
+    y_hat: Tensor | None = None   # the (training-time) latent g_s decoded, for conditioning
 
 
 class LearnedCodec(nn.Module):
@@ -87,7 +88,7 @@ class LearnedCodec(nn.Module):
         y = self.g_a(x)
         lat = self.latent(y, level)
         x_hat = self.g_s(lat.y_hat.to(y.dtype) if torch.is_autocast_enabled() else lat.y_hat)
-        return CodecOut(x_hat, lat.likelihoods)
+        return CodecOut(x_hat, lat.likelihoods, lat.y_hat)
 
     # ---- real coding -------------------------------------------------------------------
     # Big images run every transform tile by tile (liccodec.tiling): the float transforms

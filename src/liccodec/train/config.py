@@ -21,11 +21,18 @@ class TrainConfig:
     # hold out every k-th photo of ``data`` (sorted by path) from training (0: none);
     # liccodec.train.data.split_holdout names them, for validation on unseen photos
     holdout: int = 0
+    # captions of the training photos: a JSON file of file name -> caption (as
+    # docs/data/captions-train.json); "" = none. When set, only captioned photos are sampled and
+    # each crop's caption goes to the model (an architecture whose forward takes captions: selic)
+    captions: str = ""
     # shipped weights (.safetensors beside a manifest.json) to start from; "" = from scratch
     init: str = ""
     # parameter-name prefixes that ``init`` may leave fresh where their shapes differ
     # (e.g. ["g_s."] to give a warm-started model a new, narrower synthesis)
     reinit: list[str] = field(default_factory=list)
+    # learning-rate factor for the parameters ``init`` does not provide (new, zero-initialised
+    # blocks of an extended architecture), so they catch up with the warm-started ones
+    fresh_lr_scale: float = 1.0
     # module-name prefixes held fixed: no gradients, always in eval mode (e.g. ["g_a.", "latent."]
     # trains the synthesis alone behind the frozen encoder and entropy model)
     freeze: list[str] = field(default_factory=list)
@@ -55,7 +62,9 @@ class TrainConfig:
     lpips: float = 0.0                    # weight of LPIPS(lpips_net) between x and x_hat
     lpips_net: str = "alex"
     adversarial: float = 0.0              # weight of the generator's relativistic PatchGAN loss
-    disc_width: int = 32                  # the discriminator's first width (then 2x, 4x, 4x)
+    disc: str = "patch"                   # "patch": plain PatchGAN; "semantic": ICISP's, conditioned
+                                          # on VGG16 features of the original and on y_hat
+    disc_width: int = 32                  # the discriminator's first width (then 2x, 4x, 4x or 8x)
     disc_lr: float = 1e-4
     disc_start: int = 0                   # the discriminator trains from step 0; it judges the
                                           # generator from this step on

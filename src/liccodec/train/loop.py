@@ -22,12 +22,13 @@ from torch import Tensor, nn
 from liccodec.eval.metrics import psnr_from_mse
 from liccodec.models import get_arch
 from liccodec.train.config import Recipe
-from liccodec.train.data import CropSampler, list_images, load_rgb
+from liccodec.train.data import CropSampler, list_images, load_rgb, read_captions
 
 
-def rd_terms(model: nn.Module, x: Tensor, level: Tensor):
-    """Per-image (bpp, mse) of one forward pass, both fp32."""
-    out = model(x, level)
+def rd_terms(model: nn.Module, x: Tensor, level: Tensor, captions: list[str] | None = None):
+    """Per-image (bpp, mse) of one forward pass, both fp32 (``captions``: one per image, for a
+    model conditioned on them)."""
+    out = model(x, level) if captions is None else model(x, level, captions=captions)
     n_pix = x.shape[2] * x.shape[3]
     bpp = sum((-torch.log2(lik.float())).flatten(1).sum(1) for lik in out.likelihoods.values()) / n_pix
     mse = (out.x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
@@ -87,6 +88,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         spec = get_arch(recipe.arch)
         self.model = spec.build(**recipe.model)
+        fresh: list[str] = []
         if self.cfg.init:
             from liccodec.train.warmstart import warm_start
 
@@ -112,18 +114,25 @@ class Trainer:
         # held in eval mode on every step (no training noise, running statistics untouched)
         self.frozen_modules = [m for n, m in self.model.named_modules()
                                if n and n.startswith(tuple(f.rstrip(".") for f in frozen))]
-        self.opt = torch.optim.Adam(main, lr=self.cfg.lr)
+        groups = [{"params": main, "lr_scale": 1.0}]
+        if self.cfg.fresh_lr_scale != 1.0:
+            fresh_ids = {id(p) for n, p in self.model.named_parameters() if n in set(fresh)}
+            groups = [{"params": [p for p in main if id(p) not in fresh_ids], "lr_scale": 1.0},
+                      {"params": [p for p in main if id(p) in fresh_ids], "lr_scale": self.cfg.fresh_lr_scale}]
+        self.opt = torch.optim.Adam(groups, lr=self.cfg.lr)
         self.aux_opt = torch.optim.Adam(aux, lr=self.cfg.aux_lr) if aux else None
         self.perceptual = self.disc_opt = None
         if self.cfg.lpips > 0 or self.cfg.adversarial > 0:
             from liccodec.train.perceptual import PerceptualTerms
 
             self.perceptual = PerceptualTerms(self.cfg.lpips, self.cfg.lpips_net, self.cfg.adversarial,
-                                              self.cfg.disc_width).to(self.device)
+                                              self.cfg.disc_width, self.cfg.disc,
+                                              getattr(self.model.cfg, "M", 192)).to(self.device)
             if self.perceptual.disc is not None:
                 self.disc_opt = torch.optim.Adam(self.perceptual.disc.parameters(), lr=self.cfg.disc_lr,
                                                  betas=(0.5, 0.999))
-        self.data = CropSampler(self.cfg.data, self.cfg.seed, holdout=self.cfg.holdout)
+        self.data = CropSampler(self.cfg.data, self.cfg.seed, holdout=self.cfg.holdout,
+                                captions=read_captions(self.cfg.captions) if self.cfg.captions else None)
         self.state = TrainState()
         self.out = Path(self.cfg.out)
 
@@ -175,28 +184,36 @@ class Trainer:
             m.eval()
         lr = cfg.lr_at(self.state.step)
         for g in self.opt.param_groups:
-            g["lr"] = lr
-        x = self.data.batch(cfg.batch, cfg.patch_at(self.state.step)).to(self.device)
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        captions = None
+        if self.data.captions is not None:
+            x, captions = self.data.captioned_batch(cfg.batch, cfg.patch_at(self.state.step))
+        else:
+            x = self.data.batch(cfg.batch, cfg.patch_at(self.state.step))
+        x = x.to(self.device)
         levels = model.cfg.levels
         level = cfg.level_of(torch.rand(x.shape[0], device=self.device), levels)
         with _autocast(self.device, self.amp):
-            bpp, mse, out = rd_terms(model, x, level)
+            bpp, mse, out = rd_terms(model, x, level, captions)
         lam = model.lambda_at(level)
         dist = cfg.mse_weight * lam * 255.0**2 * mse
         extra: dict[str, float] = {}
+        context = None
         if self.perceptual is not None:
             with _autocast(self.device, self.amp):
-                p_loss, extra = self.perceptual.generator(x, out.x_hat, self.state.step >= cfg.disc_start)
+                context = self.perceptual.context(x, out.y_hat)
+                p_loss, extra = self.perceptual.generator(x, out.x_hat, self.state.step >= cfg.disc_start,
+                                                          context)
             dist = dist + p_loss
         loss = (dist + bpp).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], cfg.clip)
+            torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], cfg.clip)
         self.opt.step()
         if self.disc_opt is not None:
             with _autocast(self.device, self.amp):
-                d_loss = self.perceptual.discriminator_loss(x, out.x_hat)
+                d_loss = self.perceptual.discriminator_loss(x, out.x_hat, context)
             self.disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             self.disc_opt.step()

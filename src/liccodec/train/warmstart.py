@@ -60,10 +60,8 @@ def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = 
     initialised (the z prior's table buffers always: training does not use them). Tensors
     whose names start with a ``reinit`` prefix and whose shapes differ stay fresh; any other
     shape mismatch is an error."""
-    from safetensors.torch import load_file
-
     weights = Path(weights)
-    tensors = load_file(weights)
+    tensors = _shipped_tensors(weights)
     src, dst = source_lambdas(weights), list(model.cfg.lambdas)
     state = model.state_dict()
     level_tables = set(model.level_tables())
@@ -83,6 +81,19 @@ def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = 
         new.update(_float_from_integer(net, tensors, name))
     model.load_state_dict(new, strict=False)
     return sorted(k for k in state if k not in new)
+
+
+def _shipped_tensors(weights: Path) -> dict[str, Tensor]:
+    """The tensors of a weights file; for a model built on a base (its manifest beside it says
+    so), the base's tensors overlaid with the file's own, both verified by sha256."""
+    from safetensors.torch import load_file
+
+    from liccodec.weights import read_manifest, read_tensors
+
+    for spec in read_manifest(weights.parent).values():
+        if spec.file == weights.name and spec.base:
+            return read_tensors(spec)
+    return load_file(weights)
 
 
 def _float_from_integer(net: nn.Sequential, tensors: dict[str, Tensor], name: str) -> dict[str, Tensor]:
