@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from liccodec.container import QMAP_MAJOR, QMAP_STREAM, Header, QualityMap, pack, unpack
+from liccodec.container import CAPTION_STREAM, QMAP_MAJOR, QMAP_STREAM, Header, QualityMap, pack, unpack
+from liccodec.container import caption as _caption
 from liccodec.errors import FormatError, ModelError, UsageError
 from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_tensor,
                               to_uint8, unpack_alpha)
@@ -57,6 +58,7 @@ class Encoded:
     header: Header
     planes: Planes
     qmap: QualityMap | None = None    # the quality per position of y, when not uniform
+    caption: str | None = None        # the description the file carries (stream "caption")
 
 
 def _latent_map(net, region: QualityRequest | None) -> tuple[QualityMap | None, int | None]:
@@ -71,12 +73,25 @@ def _latent_map(net, region: QualityRequest | None) -> tuple[QualityMap | None, 
     return qmap, (int(milli.flat[0]) if qmap is None else None)
 
 
+def check_caption(caption: str | None) -> str | None:
+    """A caption for a file (None or "" = none), or ``UsageError`` saying what is wrong with it."""
+    if not caption:
+        return None
+    try:
+        return _caption.check(caption)
+    except ValueError as e:
+        raise UsageError(f"--caption: {e}") from None
+
+
 def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | None = None,
-                  region: QualityRequest | None = None) -> Encoded:
+                  region: QualityRequest | None = None, caption: str | None = None) -> Encoded:
     """Code ``planes`` at ``quality``, or at the qualities ``region`` asks for (``liccodec.roi``,
-    which then replaces ``quality``)."""
+    which then replaces ``quality``). ``caption``, a one-line description (docs/format.md,
+    "Caption"), goes into the file; a ``selic`` model's decoder conditions on it, the
+    encoder never reads it, so the coded latents are the same with or without one."""
     import torch
 
+    caption = check_caption(caption)
     spec = get_spec(model)
     q = quality_milli(spec, quality)
     net = load_model(model)
@@ -86,18 +101,39 @@ def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | N
     with torch.inference_mode():
         streams = net.compress(pad_to_multiple(x, net.downsampling), q, precision(),
                                qmap=None if qmap is None else qmap.milli())
-    return _finish(spec, planes, q, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None, qmap)
+    return _finish(spec, planes, q, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None, qmap,
+                   caption)
 
 
 def _finish(spec: WeightSpec, planes: Planes, q: int, streams: dict[str, bytes], alpha: bytes | None,
-            qmap: QualityMap | None) -> Encoded:
+            qmap: QualityMap | None, caption: str | None = None) -> Encoded:
     if alpha is not None:
         streams["alpha"] = alpha
     if qmap is not None:
         streams[QMAP_STREAM] = qmap.to_bytes()
+    if caption:
+        streams[CAPTION_STREAM] = _caption.to_bytes(caption)
     w, h = planes.size
     header = Header(spec.id, spec.digest, w, h, planes.mode, planes.bit_depth, q)
-    return Encoded(pack(header, streams), header, planes, qmap)
+    return Encoded(pack(header, streams), header, planes, qmap, caption or None)
+
+
+def with_caption(data: bytes, caption: str | None) -> bytes:
+    """The .lic file ``data`` with its caption replaced by ``caption`` (None: removed). The
+    coded latents do not depend on the caption, so this is the file an encode with that
+    caption writes (``lic caption-bench`` decodes right, wrong and no captions with it)."""
+    header, streams = unpack(data)
+    streams = {k: v for k, v in streams.items() if k != CAPTION_STREAM}
+    caption = check_caption(caption)
+    if caption:
+        streams[CAPTION_STREAM] = _caption.to_bytes(caption)
+    return pack(header, streams)
+
+
+def read_caption(header: Header, streams: dict[str, bytes]) -> str | None:
+    """The caption of an unpacked file, or None; ``FormatError`` when it breaks the rules."""
+    data = streams.get(CAPTION_STREAM)
+    return None if data is None else _caption.from_bytes(data)
 
 
 @dataclass
@@ -134,9 +170,12 @@ def analyse(planes: Planes, model: str = DEFAULT_MODEL) -> Analysis:
     return Analysis(planes, spec, y, alpha)
 
 
-def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | None = None) -> Encoded:
+def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | None = None,
+                    caption: str | None = None) -> Encoded:
     """Code an :class:`Analysis` at quality ``q_milli`` (thousandths) into a complete .lic file;
-    ``region`` (``liccodec.roi``) replaces ``q_milli`` as in :func:`encode_planes`."""
+    ``region`` (``liccodec.roi``) replaces ``q_milli`` and ``caption`` goes in as in
+    :func:`encode_planes`."""
+    caption = check_caption(caption)
     spec = analysis.spec
     if not (round(spec.quality_min * 1000) <= q_milli <= round(spec.quality_max * 1000)):
         raise UsageError(f"quality {q_milli / 1000:g} is outside {spec.id}'s range "
@@ -148,14 +187,14 @@ def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | N
     q = uniform if uniform is not None else int(q_milli) if qmap is None else base_quality(qmap)
     with torch.inference_mode():
         streams = net.compress_latent(analysis.y, q, precision(), qmap=None if qmap is None else qmap.milli())
-    return _finish(spec, analysis.planes, q, streams, analysis.alpha, qmap)
+    return _finish(spec, analysis.planes, q, streams, analysis.alpha, qmap, caption)
 
 
 def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
            quality: float | None = None, first_frame: bool = False, *,
            roi: str | Path | bytes | Image.Image | np.ndarray | None = None, roi_background: float | None = None,
            quality_map: str | Path | bytes | Image.Image | np.ndarray | None = None,
-           quality_range: tuple[float, float] | None = None) -> bytes:
+           quality_range: tuple[float, float] | None = None, caption: str | None = None) -> bytes:
     """Encode an image (path, encoded bytes or Pillow image) into .lic bytes.
 
     An image file with several frames (animated GIF, multi-page TIFF) is refused with
@@ -167,12 +206,16 @@ def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
     ``quality_map``, a grey image of the image's size, sets the quality linearly from
     ``quality_range[0]`` at black to ``quality_range[1]`` at white (default: the model's
     range). Mistakes in them (size, range, both given) raise ``UsageError``.
+
+    ``caption``: a one-line description carried in the file (at most 1024 bytes of UTF-8, no
+    control characters; docs/format.md, "Caption"). Any model's file can hold one; a
+    ``selic`` model's decoder uses it (docs/models/selic.md).
     """
     from liccodec.roi import request
 
     planes = split(open_image(image, first_frame))
     region = request(get_spec(model), planes.size, quality, roi, roi_background, quality_map, quality_range)
-    return encode_planes(planes, model, quality if region is None else None, region).data
+    return encode_planes(planes, model, quality if region is None else None, region, caption).data
 
 
 def _spec_for(header: Header) -> WeightSpec:
@@ -205,13 +248,15 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     ds = net.downsampling
     hp, wp = -(-header.height // ds) * ds, -(-header.width // ds) * ds
     qmap = _read_qmap(header, streams, spec, net, (hp, wp))
+    caption = read_caption(header, streams)
     if isinstance(net, runtime.Decoder):
         rgb = net.decode(streams, (hp, wp), header.quality, qmap=qmap)[: header.height, : header.width]
     else:  # an architecture the numpy decoder does not run
         import torch
 
         with torch.inference_mode():
-            x_hat = net.decompress(streams, (hp, wp), header.quality, precision(), qmap=qmap)
+            more = {"caption": caption} if getattr(net, "uses_caption", False) else {}
+            x_hat = net.decompress(streams, (hp, wp), header.quality, precision(), qmap=qmap, **more)
         rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
     return header, rgb, alpha
 

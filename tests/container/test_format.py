@@ -156,7 +156,7 @@ def test_the_stream_set_must_fit_the_mode(mode, streams, message):
 
 def test_a_later_minor_version_may_add_streams():
     """Minor versions add what a 2.0 reader can ignore (docs/format.md): streams, not flags."""
-    f = forged().but(minor=1, streams=[*forged().streams, (b"future", b"xyz")])
+    f = forged().but(minor=2, streams=[*forged().streams, (b"future", b"xyz")])
     h, s = unpack(f.bytes())
     assert s["future"] == b"xyz"
     with pytest.raises(FormatError, match="reserved flags"):

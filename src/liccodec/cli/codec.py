@@ -1,4 +1,5 @@
-"""``lic encode``, ``lic decode``, ``lic info``, ``lic models``, ``lic rate-bench``."""
+"""``lic encode``, ``lic decode``, ``lic info``, ``lic models``, ``lic rate-bench``, ``lic roi-bench``,
+``lic caption-bench``."""
 from __future__ import annotations
 
 import functools
@@ -190,12 +191,16 @@ def _allocate_folder(src: Path, out: str | None, model: str, budget, metric: str
                    "to white = --quality-range (docs/roi.md). Replaces -q.")
 @click.option("--quality-range", metavar="LO,HI",
               help="Qualities of black and white in --quality-map (default: the model's range).")
+@click.option("--caption", metavar="TEXT",
+              help="A one-line description of the picture, carried in the file (up to 1024 bytes of UTF-8). "
+                   "A selic model's decoder conditions on it (docs/models/selic.md); other models keep it "
+                   "as a description. One image only.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also report PSNR and MS-SSIM (decodes again); with --roi, PSNR inside and outside it.")
 @click.option("--quiet", is_flag=True, help="No summary line or progress bar.")
 def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, target_bpp, target_size, target_psnr,
            avg_bpp, total_size, metric, grid, report_path, first_frame, roi, roi_background, quality_map,
-           quality_range, verbose, quiet):
+           quality_range, caption, verbose, quiet):
     """Encode IN (an image, '-' for stdin, or a folder) into .lic.
 
     OUT defaults to IN with the suffix .lic; '-' writes to stdout. A folder is converted
@@ -214,8 +219,12 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
     Region of interest (docs/roi.md), a quality per 16x16 block:
       --roi mask.png -q 6 --roi-background 2
       --quality-map map.png --quality-range 2,7
+
+    \b
+    A caption (docs/format.md, "Caption"), used by selic models' decoders:
+      --caption "a red barn under a blue sky"
     """
-    from liccodec.codec import encode_planes
+    from liccodec.codec import check_caption, encode_planes
     from liccodec.imageio import open_image, split
 
     target, budget = _rate_targets(quality, target_bpp, target_size, target_psnr, avg_bpp, total_size)
@@ -225,6 +234,11 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
         raise UsageError(f"{spatial[0]} is for one image (a mask has its size), not a folder")
     if spatial and (target is not None or budget is not None):
         raise UsageError(f"{spatial[0]} does not combine with rate targets (--target-*, --avg-bpp, --total-size)")
+    caption = check_caption(caption)
+    if caption and src != "-" and Path(src).is_dir():
+        raise UsageError("--caption describes one image, not a folder")
+    if caption and (target is not None or budget is not None):
+        raise UsageError("--caption does not combine with rate targets (--target-*, --avg-bpp, --total-size)")
     if src != "-" and Path(src).is_dir():
         if budget is not None:
             return _allocate_folder(Path(src), output or dst, model, budget, metric, grid, overwrite, quiet,
@@ -248,7 +262,7 @@ def encode(src, dst, output, model, quality, overwrite, jobs, engine, address, t
         region = request(get_spec(model), planes.size, quality, roi, roi_background, quality_map,
                          None if quality_range is None else parse_range(quality_range))
     if target is None:
-        enc = encode_planes(planes, model, None if region is not None else quality, region)
+        enc = encode_planes(planes, model, None if region is not None else quality, region, caption)
     else:
         from liccodec.ratecontrol import encode_to_target
 
@@ -298,7 +312,17 @@ def decode(src, dst, output, fmt, overwrite, jobs, engine, address, quiet):
     out = image_bytes(img, fmt or ("PNG" if dst == "-" else None), dst)
     _write_out(dst, out)
     if not quiet:
-        click.echo(_summary(src, dst, len(data), img.size[0] * img.size[1], time.time() - t0), err=True)
+        click.echo(_summary(src, dst, len(data), img.size[0] * img.size[1], time.time() - t0,
+                            _caption_note(data)), err=True)
+
+
+def _caption_note(data: bytes) -> str:
+    """", caption: ..." for a decoded file that carries one (already checked by the decoder)."""
+    from liccodec.codec import read_caption
+    from liccodec.container import CAPTION_STREAM, unpack
+
+    header, streams = unpack(data)
+    return f", caption: {read_caption(header, streams)}" if CAPTION_STREAM in streams else ""
 
 
 def _read_file(path: str) -> bytes:
@@ -317,7 +341,7 @@ def _read_file(path: str) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(src, as_json):
     """Print a .lic file's header without decoding it (checksum verified)."""
-    from liccodec.container import QMAP_STREAM, read_header
+    from liccodec.container import CAPTION_STREAM, QMAP_STREAM, read_header
 
     data = sys.stdin.buffer.read() if src == "-" else _read_file(src)
     h = read_header(data)
@@ -326,6 +350,11 @@ def info(src, as_json):
         from liccodec.container import QualityMap, unpack
 
         d["quality_map"] = [q / 1000 for q in QualityMap.qualities_of(unpack(data)[1][QMAP_STREAM])]
+    if CAPTION_STREAM in h.streams:  # validated like the decoder does: one printable line
+        from liccodec.codec import read_caption
+        from liccodec.container import unpack
+
+        d["caption"] = read_caption(*unpack(data))
     d["file_bytes"] = len(data)
     d["bpp"] = round(8 * len(data) / (h.width * h.height), 5)
     if as_json:
@@ -336,6 +365,9 @@ def info(src, as_json):
             v = ", ".join(f"{_printable(n)} {s:,} B" for n, s in v.items())
         elif k == "quality_map":
             v = ", ".join(f"{q:g}" for q in v)
+        elif k == "caption":  # any script; no control, separator or bidi character (the reader checked)
+            click.echo(f"{k:15} {v}")
+            continue
         click.echo(f"{k:15} {_printable(str(v))}")
 
 
@@ -497,3 +529,39 @@ def roi_bench(images, model, pairs, mask, json_path):
     click.echo(f"\n{machine}; {sum(r.get('seconds', 0) for r in rows):.0f} s in all", err=True)
     if json_path:
         write_json(json_path, {"model": model, "machine": machine, "rows": rows})
+
+
+@main.command("caption-bench")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--captions", "captions_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="JSON object: image file name -> caption (docs/data/captions-kodak.json).")
+@click.option("-m", "--model", default="selic.mse", show_default=True, help="Model id.")
+@click.option("-q", "--quality", "qualities", type=float, multiple=True, default=(1.0, 3.0, 5.0, 8.0),
+              show_default=True, help="Qualities to code at (repeat the option).")
+@click.option("--group", help="Only this group of the captions file (e.g. holdout in captions-train.json).")
+@click.option("--limit", type=click.IntRange(1, 10000), help="Only the first N captioned images.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every number as JSON.")
+def caption_bench(folder, captions_path, model, qualities, group, limit, json_path):
+    """Measure what a caption buys (docs/models/selic.md, "What it buys").
+
+    Codes each captioned image of FOLDER once per quality and decodes the same latents three
+    ways: with its own caption, with none, and with another image's (the one half the list
+    away). Prints a markdown table per quality: bpp without and with the caption (its bytes
+    included), the caption's bytes, and the PSNR of each decoding.
+    """
+    import torch
+
+    from liccodec.eval.caption import bench, markdown, read_captions
+    from liccodec.eval.environment import cpu_model, usable_cores
+    from liccodec.ratecontrol.allocate import write_json
+
+    try:
+        captions = read_captions(captions_path, group)
+    except ValueError as e:
+        raise UsageError(f"--captions: {e}") from None
+    res = bench(folder, captions, model, qualities, limit)
+    click.echo(markdown(res))
+    machine = f"{cpu_model()}, {usable_cores()} usable cores, {torch.get_num_threads()} torch threads"
+    click.echo(f"\n{machine}; {res['seconds']:.0f} s in all", err=True)
+    if json_path:
+        write_json(json_path, {"machine": machine, **res})

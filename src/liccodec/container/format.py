@@ -17,6 +17,9 @@ A 768x512 ``charm`` file spends about 46 bytes outside its payloads instead of a
 Version 3 is version 2 plus a quality map (stream ``qmap``, ``container.qmap``), which
 changes how the latents decode: a 2.x reader must refuse such a file, not ignore the
 stream. A writer uses 3.0 only for files that have one, so every other file stays 2.0.
+Minor version 1 (2.1, 3.1) adds a caption (stream ``caption``, ``container.caption``): a
+description that a 2.0 reader may ignore (no model it knows reads it), and which a writer
+puts in a file only when it has one, so files without a caption stay x.0.
 
 A reader checks, in this order: minimum length, magic, major version, checksum (which
 also catches truncation and trailing bytes), header syntax, declared limits, the stream set,
@@ -31,6 +34,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from liccodec.container.caption import CAPTION_STREAM
 from liccodec.container.qmap import QMAP_STREAM
 from liccodec.container.varint import encode as _varint
 from liccodec.errors import ChecksumError, FormatError, VersionError
@@ -38,6 +42,8 @@ from liccodec.errors import ChecksumError, FormatError, VersionError
 MAGIC = b"\x89LIC"
 FORMAT_MAJOR = 2              # what a file is written as unless it needs a later major
 FORMAT_MINOR = 0
+CAPTION_MINOR = 1             # a file with a caption (stream "caption"): x.0 plus that stream
+KNOWN_MINOR = CAPTION_MINOR   # the highest minor this reader knows every stream of
 QMAP_MAJOR = 3                # a file with a quality map (stream "qmap"): 2.0 plus that stream
 MAJORS = (FORMAT_MAJOR, QMAP_MAJOR)
 DIGEST_BYTES = 8              # of the weights file's sha256
@@ -46,8 +52,8 @@ MAX_PIXELS = 1 << 28          # 268 megapixels
 MAX_STREAMS = 32
 MAX_NAME = 64
 MAX_VARINT_BYTES = 5          # every varint field is below 2**35; lengths below 2**32
-# the streams of format 2.0 (3.0: and "qmap"); a file of a later minor version may add
-# streams (ignored here)
+# the streams of format 2.0 (3.0: and "qmap"; x.1: and "caption"); a file of a later minor
+# version may add streams (ignored here)
 STREAMS = ("ans", "esc", "alpha")
 REQUIRED_STREAM = "ans"
 ALPHA_STREAM = "alpha"
@@ -103,8 +109,9 @@ def _check_limits(h: Header) -> None:
 def _check_streams(h: Header) -> None:
     """Which streams a file holds, as docs/format.md says (lengths are checked elsewhere)."""
     names = list(h.streams)
-    known = STREAMS + ((QMAP_STREAM,) if h.major == QMAP_MAJOR else ())
-    if h.minor <= FORMAT_MINOR:
+    known = (STREAMS + ((QMAP_STREAM,) if h.major == QMAP_MAJOR else ())
+             + ((CAPTION_STREAM,) if h.minor >= CAPTION_MINOR else ()))
+    if h.minor <= KNOWN_MINOR:
         unknown = [n for n in names if n not in known]
         if unknown:
             raise FormatError(f"unknown stream {unknown[0]!r} in a {h.major}.{h.minor} file")
@@ -112,6 +119,9 @@ def _check_streams(h: Header) -> None:
         raise FormatError(f"missing stream {REQUIRED_STREAM!r}")
     if h.major == QMAP_MAJOR and QMAP_STREAM not in names:
         raise FormatError(f"a {h.major}.x file needs a {QMAP_STREAM!r} stream (one without is a 2.0 file)")
+    if h.minor == CAPTION_MINOR and CAPTION_STREAM not in names:
+        raise FormatError(f"a {h.major}.{h.minor} file needs a {CAPTION_STREAM!r} stream "
+                          f"(one without is a {h.major}.0 file)")
     if (ALPHA_STREAM in names) != h.mode.has_alpha:
         raise FormatError(f"colour mode {h.mode.name} " + ("needs an alpha stream" if h.mode.has_alpha
                                                            else "cannot have an alpha stream"))
@@ -133,10 +143,11 @@ def _name(s: str) -> bytes:
 
 
 def pack(header: Header, streams: dict[str, bytes]) -> bytes:
-    """Serialize a header and its named streams into a complete .lic file: format 3.0 when
-    the streams hold a quality map, else 2.0 (the lowest version that can hold them; the
-    header's version fields are set accordingly)."""
-    header.major, header.minor = (QMAP_MAJOR if QMAP_STREAM in streams else FORMAT_MAJOR), FORMAT_MINOR
+    """Serialize a header and its named streams into a complete .lic file: major 3 when the
+    streams hold a quality map, else 2; minor 1 when they hold a caption, else 0 (the lowest
+    version that can hold them; the header's version fields are set accordingly)."""
+    header.major = QMAP_MAJOR if QMAP_STREAM in streams else FORMAT_MAJOR
+    header.minor = CAPTION_MINOR if CAPTION_STREAM in streams else FORMAT_MINOR
     _check_limits(header)
     if len(streams) > MAX_STREAMS:
         raise ValueError("too many streams")

@@ -27,13 +27,17 @@ def split_holdout(paths: list[Path], every: int) -> tuple[list[Path], list[Path]
             [p for i, p in enumerate(paths) if i % every == 0])
 
 
-def read_captions(path: str | Path) -> dict[str, str]:
+def read_captions(path: str | Path, group: str | None = None) -> dict[str, str]:
     """A captions file (``docs/data/captions-*.json``) as file name -> caption: a JSON object
     of file name -> caption, or of groups of those (``{"train": {...}, "holdout": {...}}``),
-    merged; a key starting with ``_`` holding a string is a note, not a caption."""
+    merged, or only ``group``; a key starting with ``_`` holding a string is a note."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object of file name -> caption")
+    if group is not None:
+        if not isinstance(raw.get(group), dict):
+            raise ValueError(f"{path} has no group {group!r} of captions")
+        raw = raw[group]
     out = {}
     for k, v in raw.items():
         if isinstance(v, dict):
