@@ -26,9 +26,10 @@ def test_blocks_are_extra_entries_around_charms_layers(tiny_builder):
     _, cfgs = tiny_builder
     charm = _shapes(get_arch("charm").build(**cfgs["charm"]))
     build = lambda **kw: get_arch("icisp").build(**{**cfgs["charm"], **kw})  # noqa: E731
-    model = build()  # the defaults: g_s only, after the 1/8 and 1/4 stages
+    model = build()  # the defaults: g_s only, after the 1/8 stage
     assert [n for n, _ in model.g_a.named_children()] == [str(i) for i in range(7)]
-    assert [n for n, _ in model.g_s.named_children()] == \
+    assert [n for n, _ in model.g_s.named_children()] == ["0", "1", "evss8", "fdm8", "2", "3", "4", "5", "6"]
+    assert [n for n, _ in build(evss_gs=[8, 4]).g_s.named_children()] == \
         ["0", "1", "evss8", "fdm8", "2", "3", "evss4", "fdm4", "4", "5", "6"]
     extra = set(_shapes(model)) - set(charm)
     assert extra and all(k.startswith(BLOCKS) for k in extra)
@@ -80,14 +81,14 @@ def test_warm_started_from_charm_it_is_that_charm(charm_file):
 
 @pytest.mark.skipif(not CHARM_MSE.exists(), reason="models/charm.mse.safetensors not present")
 def test_warm_started_from_charm_mse_it_is_charm_mse():
-    """charm.mse's config (from the manifest) with icisp's default blocks (g_s, 1/8 and 1/4)
+    """charm.mse's config (from the manifest) with blocks in g_s after the 1/8 and 1/4 stages
     gives charm.mse's x_hat and rate, bit for bit, on a small image."""
     from liccodec.weights import get_spec
 
     cfg = dict(get_spec("charm.mse").config)
     charm, _ = _warm("charm", CHARM_MSE, **cfg)
-    icisp, fresh = _warm("icisp", CHARM_MSE, **cfg)
-    assert any(k.startswith("g_s.evss8") for k in fresh) and not any(k.startswith("g_a.") for k in fresh)
+    icisp, fresh = _warm("icisp", CHARM_MSE, **cfg, evss_gs=[8, 4])
+    assert any(k.startswith("g_s.evss4") for k in fresh) and not any(k.startswith("g_a.") for k in fresh)
     _assert_same(charm, icisp, fresh, _image(64, 128), torch.tensor([2.5]))
 
 

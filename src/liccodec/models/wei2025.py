@@ -5,15 +5,19 @@ blocks (EVSS, ``liccodec.nn.vss``) and frequency decomposition modulation blocks
 
     x --g_a [optional EVSS+FDM after chosen stages]--> y
       --[charm: hyperprior + channel slices]--> y_hat
-      --g_s [deconv 1/8, GDN, EVSS, FDM, deconv 1/4, GDN, EVSS, FDM, deconv 1/2, GDN, deconv]--> x_hat
+      --g_s [deconv to 1/8, GDN, EVSS, FDM, deconv to 1/4, GDN, (EVSS, FDM,) deconv, GDN, deconv]--> x_hat
 
-Default placement: g_s only, after its 1/8 and 1/4 stages (``evss_gs = (8, 4)``), because
-the perceptual model trains g_s alone behind charm.mse's frozen encoder and entropy model.
-``evss_ga`` puts blocks in g_a too (after its 1/4 and/or 1/8 stages).
+Default placement: g_s only, after its 1/8 stage (``evss_gs = (8,)``), because the
+perceptual model trains g_s alone behind charm.mse's frozen encoder and entropy model.
+``evss_gs = [8, 4]`` adds a pair after the 1/4 stage (the paper's decoder has blocks at
+every scale), ``evss_ga`` puts blocks in g_a too. Cost decided the default (see
+docs/models/icisp.md): with charm.mse's widths, one training step of 8 crops of 256x256
+costs about 1.6x charm's with a full-width (``evss_expand = 1``) block at 1/8, 4.7x with
+blocks at 1/8 and 1/4, and 1.15-1.3x with the default half-width block at 1/8 alone.
 
 Warm starts. g_a and g_s keep charm's layers under charm's names (``g_s.0`` .. ``g_s.6``);
-the blocks are extra entries (``g_s.evss8``, ``g_s.fdm8``, ``g_s.evss4``, ``g_s.fdm4``;
-``g_a.evss4`` ...) whose output convolution starts at zero, so with ``init`` = a shipped
+the blocks are extra entries (``g_s.evss8``, ``g_s.fdm8``; with more placements
+``g_s.evss4``, ``g_a.evss8`` ...) whose output convolution starts at zero, so with ``init`` = a shipped
 charm model the whole model is exactly that model at step 0 (tested).
 
 What follows the paper: an EVSS block is a residual block around a four-direction selective
@@ -29,7 +33,8 @@ What was changed, and why:
   into charm's GDN transforms so that ``charm.mse`` warm-starts them and its encoder and
   entropy model can stay frozen.
 - **Zero start.** Every block's last 1x1 convolution starts at zero (identity at init).
-- **Cheaper EVSS.** Expansion 1 (the authors' code uses 1.5), d_state 8 (16 there), the
+- **Cheaper EVSS.** Inner width half the stage's (``evss_expand = 0.5``; the authors' code
+  uses 1.5), d_state 8 (16 there), the
   local branch is depthwise (dw3x3, SiLU, dw3x3; two full 3x3 convolutions in the authors'
   code), and the scan is a chunked pure-PyTorch scan (no CUDA kernel on a CPU) with one
   decay rate per channel shared by its states (Mamba-2's tying; Mamba-1/VMamba have one
@@ -72,11 +77,11 @@ BLOCK_NAMES = ("evss", "fdm")
 @dataclass
 class ICISPConfig(CharmConfig):
     # strides after whose g_s upsampling stage an EVSS + FDM pair sits; () for none
-    evss_gs: tuple[int, ...] = field(default_factory=lambda: (8, 4))
+    evss_gs: tuple[int, ...] = field(default_factory=lambda: (8,))
     # the same for g_a's downsampling stages (off by default: the encoder stays charm's)
     evss_ga: tuple[int, ...] = ()
     evss_state: int = 8       # SSM state size per channel
-    evss_expand: float = 1.0  # EVSS inner width / stage width
+    evss_expand: float = 0.5  # EVSS inner width / stage width (1.0: ~1.6x charm's step)
     evss_chunk: int = 32      # positions per chunk of the parallel scan
     fdm: bool = True          # an FDM block after each EVSS block
 
