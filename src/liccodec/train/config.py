@@ -68,6 +68,14 @@ class TrainConfig:
     disc_lr: float = 1e-4
     disc_start: int = 0                   # the discriminator trains from step 0; it judges the
                                           # generator from this step on
+    # rate-switched rate weight (PO-DKIC's eq. 2, HiFiC's lambda'): an image's bpp is weighted
+    # rate_weight_above where it exceeds the target bpp of its level, else rate_weight_below.
+    # rate_target: one bpp per trained level (fractional levels interpolate geometrically) or
+    # one for all; [] = off (weight 1). It acts through what shapes the rate, g_a and the latent
+    # codec: with both frozen (a synthesis-only fine-tune) it changes nothing.
+    rate_target: list[float] = field(default_factory=list)
+    rate_weight_above: float = 2.0
+    rate_weight_below: float = 0.125
 
     def patch_at(self, step: int) -> int:
         patch = self.patch_schedule[0][1]
@@ -96,6 +104,24 @@ class TrainConfig:
             raise ValueError(f"level_power must be > 0, got {self.level_power}")
         if self.lpips < 0 or self.adversarial < 0 or self.mse_weight < 0:
             raise ValueError("mse_weight, lpips and adversarial must be >= 0")
+        if any(not t > 0 for t in self.rate_target) or self.rate_weight_above < 0 or self.rate_weight_below < 0:
+            raise ValueError("rate_target must be > 0 and the rate weights >= 0")
+
+    def rate_weight(self, bpp, level, levels: int):
+        """Per-image weight of the rate term (tensors of shape (B,)); see ``rate_target``."""
+        import torch
+
+        if not self.rate_target:
+            return torch.ones_like(bpp)
+        if len(self.rate_target) not in (1, levels):
+            raise ValueError(f"rate_target has {len(self.rate_target)} values; give 1 or one per level ({levels})")
+        log_t = torch.log(torch.tensor(self.rate_target, dtype=torch.float32, device=bpp.device))
+        top = len(self.rate_target) - 1
+        pos = level.float().clamp(0, top)
+        lo = pos.floor().long().clamp(max=max(top - 1, 0))
+        hi = (lo + 1).clamp(max=top)
+        target = torch.exp(log_t[lo] + (pos - lo) * (log_t[hi] - log_t[lo]))
+        return torch.where(bpp.detach() > target, self.rate_weight_above, self.rate_weight_below).to(bpp.dtype)
 
     def level_of(self, u, levels: int):
         """Map uniform draws u in [0, 1) (a tensor or array) to continuous quality levels."""

@@ -205,7 +205,7 @@ class Trainer:
                 p_loss, extra = self.perceptual.generator(x, out.x_hat, self.state.step >= cfg.disc_start,
                                                           context)
             dist = dist + p_loss
-        loss = (dist + bpp).mean()
+        loss = (dist + cfg.rate_weight(bpp, level, levels) * bpp).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip > 0:
