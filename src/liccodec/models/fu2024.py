@@ -19,7 +19,6 @@ out, and the entropy model starts as charm's hyperprior carried into the wavelet
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
@@ -27,14 +26,14 @@ from torch import Tensor, nn
 from liccodec.latent.channelwise import ChannelConditional
 from liccodec.latent.hyperprior import GainedHyperprior
 from liccodec.latent.wavelet import WaveletChannel
+from liccodec.models.minnen2018 import GA_STAGE_END, GS_STAGE_END, with_stage_blocks
 from liccodec.models.minnen2020 import CharmConfig, ChannelConditionalCodec
 from liccodec.models.registry import register_arch
 from liccodec.nn.weconv import WaveletConv
 
-#: strides (image pixels per position) whose stage output may carry a WeConv block, and the
-#: index, in msh's g_a and g_s, of the GDN that ends that stage
-_GA_STAGE = {2: 1, 4: 3, 8: 5}
-_GS_STAGE = {8: 1, 4: 3, 2: 5}
+#: the stages whose output may carry a WeConv block (strides in image pixels per position)
+_GA_STAGE = {s: GA_STAGE_END[s] for s in (2, 4, 8)}
+_GS_STAGE = {s: GS_STAGE_END[s] for s in (8, 4, 2)}
 
 
 @dataclass
@@ -47,21 +46,12 @@ class WeConvConfig(CharmConfig):
     weconv_hf_groups: int = 1   # 1: the high bands convolved jointly (the paper); 3: per band
 
 
-def _with_blocks(seq: nn.Sequential, after: dict[int, int], widths: dict[int, int],
+def _with_blocks(seq: nn.Sequential, stage_end: dict[int, int], widths: dict[int, int],
                  cfg: WeConvConfig) -> nn.Sequential:
-    """``seq`` with a WeConv block after layer ``after[s]`` for each stride s of
-    ``cfg.weconv_at``; the original layers keep their names (``0``, ``1``, ...)."""
-    bad = set(cfg.weconv_at) - set(after)
-    if bad:
-        raise ValueError(f"weconv_at: no stage at strides {sorted(bad)}; choose from {sorted(after)}")
-    at = {after[s]: s for s in cfg.weconv_at}
-    layers: list[tuple[str, nn.Module]] = []
-    for i, m in enumerate(seq):
-        layers.append((str(i), m))
-        if i in at:
-            s = at[i]
-            layers.append((f"weconv{s}", WaveletConv(widths[s], hf_groups=cfg.weconv_hf_groups)))
-    return nn.Sequential(OrderedDict(layers))
+    """``seq`` with a WeConv block after the stage of each stride of ``cfg.weconv_at``."""
+    return with_stage_blocks(
+        seq, stage_end, cfg.weconv_at,
+        lambda s: [(f"weconv{s}", WaveletConv(widths[s], hf_groups=cfg.weconv_hf_groups))], "weconv_at")
 
 
 @register_arch("weconv", config=WeConvConfig,

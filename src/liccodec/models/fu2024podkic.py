@@ -22,7 +22,6 @@ estimate included, is exactly that model's at step 0.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from liccodec.models.minnen2018 import GA_STAGE_END, GS_STAGE_END, with_stage_blocks
 from liccodec.models.minnen2020 import CharmConfig, ChannelConditionalCodec
 from liccodec.models.registry import register_arch
 from liccodec.nn import transform_precision
@@ -38,8 +38,8 @@ from liccodec.tiling import Geometry, TilePolicy, run_tiled
 
 #: strides (image pixels per position) where a group may sit, and the index of the layer of
 #: msh's g_a / g_s it follows (-1: in front of layer 0, i.e. on y_hat itself)
-_GA_STAGE = {2: 1, 4: 3, 8: 5, 16: 6}
-_GS_STAGE = {16: -1, 8: 1, 4: 3, 2: 5}
+_GA_STAGE = GA_STAGE_END
+_GS_STAGE = GS_STAGE_END
 
 
 @dataclass
@@ -55,25 +55,15 @@ class PoDkicConfig(CharmConfig):
     dyn_temperature: float = 1.0
 
 
-def _with_groups(seq: nn.Sequential, after: dict[int, int], widths: dict[int, int], at, ctx_dim: int,
+def _with_groups(seq: nn.Sequential, stage_end: dict[int, int], widths: dict[int, int], at, ctx_dim: int,
                  cfg: PoDkicConfig, what: str) -> RoutedSequential:
-    """``seq`` as a RoutedSequential with a group after layer ``after[s]`` for each stride s
-    in ``at``; the original layers keep their names (``0``, ``1``, ...)."""
-    bad = set(at) - set(after)
-    if bad:
-        raise ValueError(f"{what}: no stage at strides {sorted(bad)}; choose from {sorted(after)}")
-    where = {after[s]: s for s in at}
-
-    def group(s: int) -> tuple[str, nn.Module]:
-        return f"dyn{s}", DynamicResidualGroup(widths[s], ctx_dim, cfg.dyn_blocks, cfg.dyn_kernel, cfg.dyn_kernels,
-                                               cfg.dyn_groups, temperature=cfg.dyn_temperature)
-
-    layers: list[tuple[str, nn.Module]] = [group(where[-1])] if -1 in where else []
-    for i, m in enumerate(seq):
-        layers.append((str(i), m))
-        if i in where:
-            layers.append(group(where[i]))
-    return RoutedSequential(OrderedDict(layers))
+    """``seq`` as a RoutedSequential with a group after the stage of each stride in ``at``."""
+    return with_stage_blocks(
+        seq, stage_end, at,
+        lambda s: [(f"dyn{s}", DynamicResidualGroup(widths[s], ctx_dim, cfg.dyn_blocks, cfg.dyn_kernel,
+                                                   cfg.dyn_kernels, cfg.dyn_groups,
+                                                   temperature=cfg.dyn_temperature))],
+        what, container=RoutedSequential)
 
 
 @register_arch("podkic", config=PoDkicConfig,

@@ -20,7 +20,6 @@ blocks are trained (freeze everything else: docs/selic.toml).
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from liccodec.models.base import CodecOut
+from liccodec.models.minnen2018 import GS_STAGE_END, with_stage_blocks
 from liccodec.models.minnen2020 import CharmConfig, ChannelConditionalCodec
 from liccodec.models.registry import register_arch
 from liccodec.nn.semantic import EMBED_DIM, CaptionFiLM, embed_captions
@@ -36,7 +36,7 @@ from liccodec.tiling import TilePolicy
 
 #: g_s's upsampling stages: the stride (image pixels per position) of each stage's output and
 #: the index, in msh's g_s, of the inverse GDN that ends it
-_GS_STAGE = {8: 1, 4: 3, 2: 5}
+_GS_STAGE = {s: GS_STAGE_END[s] for s in (8, 4, 2)}
 
 
 @dataclass
@@ -48,16 +48,9 @@ class SelicConfig(CharmConfig):
 
 
 def _with_film(seq: nn.Sequential, widths: dict[int, int], cfg: SelicConfig) -> nn.Sequential:
-    bad = set(cfg.film_at) - set(_GS_STAGE)
-    if bad:
-        raise ValueError(f"film_at: no stage at strides {sorted(bad)}; choose from {sorted(_GS_STAGE)}")
-    at = {_GS_STAGE[s]: s for s in cfg.film_at}
-    layers: list[tuple[str, nn.Module]] = []
-    for i, m in enumerate(seq):
-        layers.append((str(i), m))
-        if i in at:
-            layers.append((f"film{at[i]}", CaptionFiLM(widths[at[i]], cfg.embed_dim, cfg.film_hidden)))
-    return nn.Sequential(OrderedDict(layers))
+    return with_stage_blocks(
+        seq, _GS_STAGE, cfg.film_at,
+        lambda s: [(f"film{s}", CaptionFiLM(widths[s], cfg.embed_dim, cfg.film_hidden))], "film_at")
 
 
 Captions = Sequence["str | None"]

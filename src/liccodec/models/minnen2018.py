@@ -7,7 +7,9 @@
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +21,32 @@ from liccodec.nn import GDN, conv, deconv
 
 # CompressAI's MSE lambdas for its qualities 1..7 (distortion = lambda * 255^2 * MSE).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
+
+
+#: Where each stage of msh's (and charm's) transforms ends: stride (image pixels per position)
+#: -> index of the layer that ends it in g_a / g_s; -1 = before g_s's first layer (on y_hat).
+GA_STAGE_END = {2: 1, 4: 3, 8: 5, 16: 6}
+GS_STAGE_END = {16: -1, 8: 1, 4: 3, 2: 5}
+
+
+def with_stage_blocks(seq: nn.Sequential, stage_end: dict[int, int], strides: Iterable[int],
+                      make: Callable[[int], list[tuple[str, nn.Module]]], option: str,
+                      container: type = nn.Sequential) -> nn.Sequential:
+    """``seq`` with the named modules ``make(s)`` inserted where the stage of stride ``s`` ends,
+    for each s of ``strides`` (a config option, named in errors); the original layers keep
+    their names (``0``, ``1``, ...), so weights of the plain model load by name. This is how
+    the zoo's architectures extend charm with zero-started blocks (a warm start is exact)."""
+    strides = tuple(strides)
+    bad = set(strides) - set(stage_end)
+    if bad:
+        raise ValueError(f"{option}: no stage at strides {sorted(bad)}; choose from {sorted(stage_end)}")
+    where = {stage_end[s]: s for s in strides}
+    layers: list[tuple[str, nn.Module]] = list(make(where[-1])) if -1 in where else []
+    for i, m in enumerate(seq):
+        layers.append((str(i), m))
+        if i in where:
+            layers.extend(make(where[i]))
+    return container(OrderedDict(layers))
 
 
 @dataclass

@@ -51,7 +51,6 @@ What was changed, and why:
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -59,6 +58,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from liccodec.models.minnen2018 import GA_STAGE_END, GS_STAGE_END, with_stage_blocks
 from liccodec.models.minnen2020 import CharmConfig, ChannelConditionalCodec
 from liccodec.models.registry import register_arch
 from liccodec.nn import transform_precision
@@ -68,8 +68,8 @@ from liccodec.tiling import Geometry, TilePolicy
 
 #: strides whose stage output may carry blocks, and the index, in charm's g_a and g_s, of
 #: the GDN that ends that stage (as in ``fu2024``)
-_GA_STAGE = {2: 1, 4: 3, 8: 5}
-_GS_STAGE = {8: 1, 4: 3, 2: 5}
+_GA_STAGE = {s: GA_STAGE_END[s] for s in (2, 4, 8)}
+_GS_STAGE = {s: GS_STAGE_END[s] for s in (8, 4, 2)}
 #: name prefixes of the blocks inside g_a / g_s
 BLOCK_NAMES = ("evss", "fdm")
 
@@ -86,23 +86,14 @@ class ICISPConfig(CharmConfig):
     fdm: bool = True          # an FDM block after each EVSS block
 
 
-def _with_blocks(seq: nn.Sequential, after: dict[int, int], widths: dict[int, int],
+def _with_blocks(seq: nn.Sequential, stage_end: dict[int, int], widths: dict[int, int],
                  at: tuple[int, ...], cfg: ICISPConfig, which: str) -> nn.Sequential:
-    """``seq`` with EVSS (+ FDM) after layer ``after[s]`` for each stride s of ``at``; the
-    original layers keep their names (``0``, ``1``, ...)."""
-    bad = set(at) - set(after)
-    if bad:
-        raise ValueError(f"{which}: no stage at strides {sorted(bad)}; choose from {sorted(after)}")
-    where = {after[s]: s for s in at}
-    layers: list[tuple[str, nn.Module]] = []
-    for i, m in enumerate(seq):
-        layers.append((str(i), m))
-        if i in where:
-            s = where[i]
-            layers.append((f"evss{s}", EVSS(widths[s], cfg.evss_state, cfg.evss_expand, cfg.evss_chunk)))
-            if cfg.fdm:
-                layers.append((f"fdm{s}", FDM(widths[s])))
-    return nn.Sequential(OrderedDict(layers))
+    """``seq`` with EVSS (+ FDM) after the stage of each stride of ``at``."""
+    def blocks(s: int) -> list[tuple[str, nn.Module]]:
+        out = [(f"evss{s}", EVSS(widths[s], cfg.evss_state, cfg.evss_expand, cfg.evss_chunk))]
+        return out + [(f"fdm{s}", FDM(widths[s]))] if cfg.fdm else out
+
+    return with_stage_blocks(seq, stage_end, at, blocks, which)
 
 
 def _charm_layers(seq: nn.Sequential) -> list[nn.Module]:
