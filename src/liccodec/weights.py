@@ -46,8 +46,10 @@ class WeightSpec:
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     # a model whose file holds only what differs from this shipped model (e.g. a perceptual
-    # synthesis behind charm.mse's encoder); the rest of its tensors come from the base
+    # synthesis behind charm.mse's encoder, or an architecture that extends charm); the rest
+    # of its tensors come from the base, which may itself have a base (:func:`base_chain`)
     base: str = ""
+    base_sha256: str = ""       # the base's sha256 at export ("": not recorded, not checked)
     folder: str = ""            # the models folder whose manifest lists it ("": models_dir())
 
     def __hash__(self) -> int:
@@ -72,7 +74,11 @@ class WeightSpec:
 
     @property
     def available(self) -> bool:
-        return self.path.is_file() and (not self.base or self.base_spec.available)
+        """Whether its file and those of all its bases are there (sha256 not checked)."""
+        try:
+            return all(s.path.is_file() for s in base_chain(self))
+        except ModelError:
+            return False
 
     @property
     def digest(self) -> bytes:
@@ -100,7 +106,8 @@ def read_manifest(folder: Path | None = None) -> dict[str, WeightSpec]:
         q = e["quality"]
         specs[mid] = WeightSpec(mid, e["arch"], e["config"], e["file"], e["sha256"], q["min"], q["max"],
                                 q["default"], e.get("metric", "mse"), e.get("description", ""),
-                                e.get("training", {}), e.get("base", ""), str(folder))
+                                e.get("training", {}), base=e.get("base", ""),
+                                base_sha256=e.get("base_sha256", ""), folder=str(folder))
     return specs
 
 
@@ -128,29 +135,54 @@ def load_model(model_id: str):
 
 def verify(spec: WeightSpec) -> None:
     """Raise ``ModelError`` unless the weights file is present with the manifest's sha256.
-    Every loader (the torch models, the numpy decoder) calls this before reading a tensor."""
-    if not spec.available:
+    Every loader (the torch models, the numpy decoder) calls this, through
+    :func:`read_tensors`, on each file before reading a tensor."""
+    if not spec.path.is_file():
         raise ModelError(f"weights file for {spec.id} not found at {spec.path}")
     actual = sha256_file(spec.path)
     if actual != spec.sha256:
         raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")
 
 
+def base_chain(spec: WeightSpec) -> list[WeightSpec]:
+    """``spec`` and the models its tensors are assembled from, nearest first: its base, that
+    one's base, and so on (a plain model: ``[spec]``). A base may be of another architecture
+    (every one of its tensors is also one of ``spec``'s, which the export checks). Raises
+    ``ModelError`` for a base the manifest does not list, a base whose sha256 is not the one
+    recorded at export (it was re-exported since), and a cycle."""
+    chain = [spec]
+    while chain[-1].base:
+        top = chain[-1]
+        base = top.base_spec
+        if any(s.id == base.id for s in chain):
+            raise ModelError(f"the bases of {spec.id} form a cycle: "
+                             + " -> ".join(s.id for s in (*chain, base)))
+        if top.base_sha256 and top.base_sha256 != base.sha256:
+            raise ModelError(f"{top.id} holds what differs from {base.id} as it was (sha256 "
+                             f"{top.base_sha256[:16]}...), but the manifest lists {base.id} with sha256 "
+                             f"{base.sha256[:16]}...; export {top.id} again over the new {base.id}")
+        chain.append(base)
+    return chain
+
+
 def read_tensors(spec: WeightSpec, framework: str = "pt", prefixes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The tensors of a shipped model (those whose names start with one of ``prefixes``, or
-    all), every file read verified against its sha256 first. A model with a ``base`` takes
-    its tensors from the base and then its own file, which overrides them."""
+    all), every file verified against its sha256 before any is read. A model with a ``base``
+    is assembled along :func:`base_chain`: the farthest base's tensors first, each nearer
+    file's own tensors over them, its own file last."""
     from safetensors import safe_open
 
-    tensors: dict[str, Any] = {}
-    base = spec.base_spec
-    if base is not None:
-        if base.base or (base.arch, base.config) != (spec.arch, spec.config):
-            raise ModelError(f"{spec.id}'s base {base.id} must be a plain model of the same architecture and config")
-        tensors = read_tensors(base, framework, prefixes)
+    chain = base_chain(spec)
     verify(spec)
-    with safe_open(spec.path, framework) as f:
-        tensors.update({k: f.get_tensor(k) for k in f.keys() if not prefixes or k.startswith(prefixes)})
+    for base in chain[1:]:
+        try:
+            verify(base)
+        except ModelError as e:
+            raise ModelError(f"{spec.id} is built on {base.id}: {e}") from None
+    tensors: dict[str, Any] = {}
+    for s in reversed(chain):
+        with safe_open(s.path, framework) as f:
+            tensors.update({k: f.get_tensor(k) for k in f.keys() if not prefixes or k.startswith(prefixes)})
     return tensors
 
 
@@ -159,7 +191,10 @@ def _load(spec: WeightSpec, path: str):
     from liccodec.models import get_arch
 
     model = get_arch(spec.arch).build(inference=True, **spec.config)
-    model.load_tensors(read_tensors(spec))
+    try:
+        model.load_tensors(read_tensors(spec))
+    except KeyError as e:  # the strict load: the file (with its bases) is not this model's tensor set
+        raise ModelError(f"{spec.id}: {e.args[0]}") from None
     model.eval()
     model.spec = spec
     return model

@@ -56,8 +56,10 @@ def train(config_path: str, out: str | None, resume: bool, max_minutes: float | 
               help="Folder of the shipped weights and manifest.json.")
 @click.option("--description", default="", help="One line for `lic models`.")
 @click.option("--recipe", help="Path of the recipe TOML to record in the manifest.")
-@click.option("--base", default="", help="A shipped model in OUT with the same architecture and config: "
-              "write only the tensors that differ from it (e.g. a synthesis trained behind its frozen encoder).")
+@click.option("--base", default="", help="A shipped model in OUT whose every tensor this model has, with the same "
+              "shape and dtype (the same architecture and config, or one it extends, e.g. charm.mse under an "
+              "icisp model): write only the tensors that are new or differ from it (e.g. a synthesis trained "
+              "behind its frozen encoder). The base may have a base itself.")
 @click.option("--metric", default="mse", show_default=True, help="What the model was tuned for (mse, lpips, ...).")
 def export_cmd(checkpoint: str, model_id: str, out_dir: str, description: str, recipe: str | None,
                base: str, metric: str) -> None:

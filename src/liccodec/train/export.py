@@ -96,21 +96,33 @@ def _sort_metadata(path: Path) -> None:
         f.write(text.ljust(n, b" "))
 
 
-def _difference(tensors: dict[str, torch.Tensor], base: str, arch: str, cfg: dict[str, Any],
-                out_dir: Path) -> dict[str, torch.Tensor]:
-    """The tensors that differ from the shipped model ``base`` (listed in ``out_dir``)."""
-    from liccodec.weights import read_manifest, read_tensors
+def _difference(tensors: dict[str, torch.Tensor], base: str, model_id: str,
+                out_dir: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors that are new or differ from the shipped model ``base`` (listed in
+    ``out_dir``, assembled over its own bases), and the base's sha256.
+
+    The base need not be of the same architecture: it fits when each of its tensors is one
+    this model exports, with the same shape and dtype (charm under icisp, whose blocks it
+    lacks). Anything else would leave the loaders a tensor the model does not have."""
+    from liccodec.weights import base_chain, read_manifest, read_tensors
 
     specs = read_manifest(out_dir)
     if base not in specs:
         raise ValueError(f"base model {base!r} is not in {out_dir / 'manifest.json'}")
     spec = specs[base]
-    if spec.base or spec.arch != arch or spec.config != _plain(cfg):
-        raise ValueError(f"base model {base!r} must be a plain {arch} model with the same config")
+    chain = [s.id for s in base_chain(spec)]
+    if model_id in chain:
+        raise ValueError(f"{model_id} cannot be exported over {base}: its bases would form a cycle: "
+                         + " -> ".join([model_id, *chain[:chain.index(model_id) + 1]]))
     ref = read_tensors(spec)
-    if set(ref) != set(tensors):
-        raise ValueError(f"{base}'s tensors are not the ones this model exports")
-    return {k: v for k, v in tensors.items() if not (ref[k].dtype == v.dtype and torch.equal(ref[k], v))}
+    for k in sorted(ref):
+        r, v = ref[k], tensors.get(k)
+        if v is None:
+            raise ValueError(f"base model {base!r} does not fit: its tensor {k!r} is not one this model exports")
+        if (v.shape, v.dtype) != (r.shape, r.dtype):
+            raise ValueError(f"base model {base!r} does not fit: its tensor {k!r} is {tuple(r.shape)} {r.dtype}, "
+                             f"this model's {tuple(v.shape)} {v.dtype}")
+    return {k: v for k, v in tensors.items() if k not in ref or not torch.equal(ref[k], v)}, spec.sha256
 
 
 def _plain(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -122,27 +134,32 @@ def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir:
                   metric: str = "mse") -> Path:
     """Write ``<out_dir>/<model_id>.safetensors`` and its entry in ``<out_dir>/manifest.json``.
 
-    With ``base`` (a model of the same architecture and config in ``out_dir``), the file holds
-    only the tensors that differ from it, and the entry names the base to take the rest from."""
+    With ``base`` (a model in ``out_dir`` each of whose tensors this model exports with the
+    same shape and dtype: the same architecture and config, or one this architecture
+    extends), the file holds only the tensors that are new or differ from it, and the entry
+    names the base (and its sha256) to take the rest from. The base may have a base itself."""
     from safetensors.torch import save_file
 
     if not model_id.startswith(arch + "."):
         raise ValueError(f"model id {model_id!r} must start with the architecture name {arch!r}")
     tensors = {k: v.contiguous() for k, v in model.export_tensors().items()}
     out_dir = Path(out_dir)
+    metadata = {"model_id": model_id, "arch": arch, "config": json.dumps(cfg)}
+    base_sha256 = ""
     if base:
-        tensors = _difference(tensors, base, arch, cfg, out_dir)
+        tensors, base_sha256 = _difference(tensors, base, model_id, out_dir)
+        metadata["base"] = base  # so that a delta file read without its manifest is refused
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{model_id}.safetensors"
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"model_id": model_id, "arch": arch, "config": json.dumps(cfg)})
+    save_file(tensors, str(tmp), metadata=metadata)
     _sort_metadata(tmp)
     os.replace(tmp, path)
     q_min, q_max, q_default = model.quality_range()
     entry = {
         "arch": arch,
         "config": _plain(cfg),
-        **({"base": base} if base else {}),
+        **({"base": base, "base_sha256": base_sha256} if base else {}),
         "file": path.name,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,

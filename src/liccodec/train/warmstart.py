@@ -85,14 +85,24 @@ def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = 
 
 def _shipped_tensors(weights: Path) -> dict[str, Tensor]:
     """The tensors of a weights file; for a model built on a base (its manifest beside it says
-    so), the base's tensors overlaid with the file's own, both verified by sha256."""
+    so), the bases' tensors overlaid with the file's own (``liccodec.weights.read_tensors``),
+    every file verified by sha256. A file that holds only what differs from a base (its
+    metadata names it) but has no manifest beside it to find that base is refused: alone it
+    would warm-start only part of the model."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from liccodec.errors import ModelError
     from liccodec.weights import read_manifest, read_tensors
 
     for spec in read_manifest(weights.parent).values():
         if spec.file == weights.name and spec.base:
             return read_tensors(spec)
+    with safe_open(str(weights), "pt") as f:
+        base = (f.metadata() or {}).get("base")
+    if base:
+        raise ModelError(f"{weights} holds only what differs from {base!r}, and no manifest.json beside it "
+                         "lists it with that base; warm-start from the file in its models folder")
     return load_file(weights)
 
 
