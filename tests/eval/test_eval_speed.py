@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from click.testing import CliRunner
 from PIL import Image
 
-from liccodec.eval.speed import Stopwatch, cli_tools, profile_stages
+from liccodec.eval.speed import Stopwatch, cli_tools, lic_command, profile_stages
 
 
 def test_stopwatch_times_named_calls_once_and_restores_them():
@@ -35,7 +35,23 @@ def test_cli_tools_name_what_is_missing(monkeypatch):
     tools, missing = cli_tools(["msh.tiny"], 2.0, 2, 28, 1.5)
     assert list(tools) == ["lic msh.tiny"] and set(missing) == {"avif", "jxl"}
     enc, dec, suffix = tools["lic msh.tiny"]
-    assert enc[:2] == ["lic", "encode"] and "-q" in enc and dec[:2] == ["lic", "decode"] and suffix == ".lic"
+    lic = lic_command()
+    assert enc[:len(lic) + 1] == [*lic, "encode"] and "-q" in enc and dec[:len(lic) + 1] == [*lic, "decode"]
+    assert suffix == ".lic"
+
+
+def test_lic_command_is_the_script_beside_python_not_a_shim_on_path(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setattr("shutil.which", lambda name: "/shims/lic")  # a version manager's shim
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    monkeypatch.setattr(sys, "executable", str(python))
+    assert lic_command() == [str(python), "-c", "from liccodec.cli.main import run; run()"]
+    script = python.with_name("lic")
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert lic_command() == [str(script)]
 
 
 def test_profile_splits_encode_and_decode_into_stages(tiny, photo, tmp_path):

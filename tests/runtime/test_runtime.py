@@ -35,10 +35,12 @@ def test_conv2d_is_torchs(k, stride, pad):
     np.testing.assert_allclose(out.transpose(2, 0, 1), ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("co", [3, 24])
+@pytest.mark.parametrize("block", [1 << 21, 64])  # one block of rows, or a block a row
+@pytest.mark.parametrize("co", [3, 24])  # the scatter path (few outputs) and the phase convolution
 @pytest.mark.parametrize("k,stride,pad,out_pad", [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (3, 1, 1, 0),
                                                   (5, 3, 2, 2), (2, 2, 0, 0)])
-def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad, co):
+def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad, co, block, monkeypatch):
+    monkeypatch.setattr("liccodec.runtime.ops.BLOCK_ELEMENTS", block)
     rng = np.random.default_rng(k * 10 + stride)
     x = rng.normal(size=(1, 5, 7, 9))
     w = rng.normal(size=(5, co, k, k))

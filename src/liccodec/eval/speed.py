@@ -18,6 +18,7 @@ to quote.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -58,11 +59,22 @@ def _timed(cmd: list[str]) -> float:
     return dt
 
 
+def lic_command() -> list[str]:
+    """How a user runs ``lic``: the console script installed beside this Python (what a venv's
+    ``bin/lic`` is), else the same entry point through ``-c``. Never a ``lic`` found on PATH
+    first: there it can be a version manager's shim (pyenv's adds 0.26 s a call here) or
+    another installation."""
+    script = Path(sys.executable).with_name("lic")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-c", "from liccodec.cli.main import run; run()"]
+
+
 def cli_tools(models: Sequence[str], quality: float, threads: int, avif_cq: int,
               jxl_distance: float) -> tuple[dict[str, tuple[list[str], list[str], str]], dict[str, str]]:
     """``{name: (encode argv, decode argv, suffix)}`` with IN/OUT placeholders, and the
     tools that are missing ``{name: why}``."""
-    lic = ["lic"] if shutil.which("lic") else [sys.executable, "-c", "from liccodec.cli.main import run; run()"]
+    lic = lic_command()
     tools: dict[str, tuple[list[str], list[str], str]] = {}
     for m in models:
         tools[f"lic {m}"] = ([*lic, "encode", "IN", "OUT", "-m", m, "-q", f"{quality:g}", "--overwrite", "--quiet"],
