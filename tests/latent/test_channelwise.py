@@ -1,9 +1,14 @@
 """The channel-conditional entropy model: starts as the hyperprior, codes its slices after z in one stream."""
+import itertools
+
+import pytest
 import torch
 from PIL import Image
 
 import liccodec
 from liccodec.container import read_header
+from liccodec.latent.channelwise import ChannelConditional
+from liccodec.latent.wavelet import WaveletChannel
 from liccodec.models import get_arch
 
 
@@ -59,3 +64,27 @@ def test_residual_prediction_moves_the_synthesis_input_not_the_bits(tiny_builder
     assert 0 < step.abs().max() <= 0.5
     # tile by tile (2 y positions per core) gives the same up to float rounding
     assert torch.allclose(lat.decompress(streams, (2, 2), 2300, tile=4), decoded, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, nets", [
+    (ChannelConditional, [("cc", 18), ("gain", 2), ("hyper_gain", 2), ("lrp", 18)]),
+    (WaveletChannel, [("lf", 18), ("hf", 18), ("gain", 2), ("hyper_gain", 2), ("wlrp", 36)]),
+])
+def test_sliced_codecs_keep_their_checkpoint_names(kind, nets):
+    """Both slice codecs share ``SlicedHyperprior``'s checks; the names, order and shapes of
+    their state (what checkpoints and shipped weights hold) are the ones they always had."""
+    with pytest.raises(ValueError, match="M=12 does not split into 5 equal slices"):
+        kind(8, 12, 3, 5, 16)
+    state = kind(8, 12, 3, 3, 16, lrp=True).state_dict()
+    groups = [(k, len(list(g))) for k, g in itertools.groupby(k.split(".")[0] for k in state)]
+    assert groups == [("h_a", 6), ("h_s", 6), ("entropy_bottleneck", 20), *nets]
+    shapes = {k: tuple(v.shape) for k, v in state.items() if k.endswith((".0.0.weight", ".2.4.weight"))}
+    assert shapes == ({"cc.0.0.weight": (16, 8, 3, 3), "cc.2.4.weight": (8, 16, 3, 3),
+                       "lrp.nets.0.0.weight": (16, 8, 3, 3), "lrp.nets.2.4.weight": (4, 16, 3, 3)}
+                      if kind is ChannelConditional else
+                      {"lf.0.0.weight": (16, 8, 3, 3), "lf.2.4.weight": (8, 16, 3, 3),
+                       "hf.0.0.weight": (16, 28, 3, 3), "hf.2.4.weight": (24, 16, 3, 3),
+                       "wlrp.lf.0.0.weight": (16, 8, 3, 3), "wlrp.lf.2.4.weight": (4, 16, 3, 3),
+                       "wlrp.hf.0.0.weight": (16, 36, 3, 3), "wlrp.hf.2.4.weight": (12, 16, 3, 3)})
+    inference = kind(8, 12, 3, 3, 16, lrp=True, inference=True).state_dict()
+    assert list(inference) == [k for k in state if not k.startswith(kind.training_only)]

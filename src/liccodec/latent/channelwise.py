@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from liccodec.entropy import StreamReader, StreamWriter
-from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, _quantize_y
+from liccodec.latent.hyperprior import ExactParams, GainedHyperprior, SlicedHyperprior, _quantize_y
 from liccodec.nn import correction_net
 from liccodec.nn.integer import ACT_BITS, ACT_CLIP, IntegerNet
 from liccodec.tiling import Geometry, axis_ops, run_tiled
@@ -84,17 +84,14 @@ class ChannelExact(ExactParams):
         return out
 
 
-class ChannelConditional(GainedHyperprior):
-    """:class:`GainedHyperprior` with y in ``slices`` groups coded one after another."""
+class ChannelConditional(SlicedHyperprior):
+    """:class:`SlicedHyperprior` with y's ``slices`` groups coded one after another."""
 
     exact_cls = ChannelExact
 
     def __init__(self, N: int, M: int, levels: int, slices: int, hidden: int,
                  init_log_gain: Tensor | None = None, inference: bool = False, lrp: bool = False):
-        if M % slices:
-            raise ValueError(f"M={M} does not split into {slices} equal slices")
-        self.slices, self.hidden = slices, hidden
-        super().__init__(N, M, levels, init_log_gain, inference)
+        super().__init__(N, M, levels, slices, hidden, init_log_gain, inference)
         # a float network that decoding runs too, so it is built for inference as well
         self.lrp = LatentResidual(M, slices, hidden) if lrp else None
 

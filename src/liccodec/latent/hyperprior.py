@@ -329,6 +329,20 @@ class GainedHyperprior(LatentCodec):
         return (y_sym.double() + means_q.double() / 2**ACT_BITS).float()
 
 
+class SlicedHyperprior(GainedHyperprior):
+    """:class:`GainedHyperprior` with y coded in ``slices`` equal groups of channels, each
+    corrected by integer networks of width ``hidden``: what ``latent.channelwise`` and
+    ``latent.wavelet`` share. ``slices`` and ``hidden`` are set before the hyperprior calls
+    ``_build_training_parts``, where a subclass builds its slice networks."""
+
+    def __init__(self, N: int, M: int, levels: int, slices: int, hidden: int,
+                 init_log_gain: Tensor | None = None, inference: bool = False):
+        if M % slices:
+            raise ValueError(f"M={M} does not split into {slices} equal slices")
+        self.slices, self.hidden = slices, hidden
+        super().__init__(N, M, levels, init_log_gain, inference)
+
+
 def _quantize_y(y_g: Tensor, scales: Tensor, means: Tensor, training: bool) -> tuple[Tensor, Tensor]:
     """(likelihoods, what the synthesis sees): noise for the rate in training, rounding
     around the mean otherwise; straight-through rounding for the synthesis either way."""

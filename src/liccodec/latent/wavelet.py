@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liccodec.entropy import StreamReader, StreamWriter
-from liccodec.latent.hyperprior import SCALE_MIN, ExactParams, GainedHyperprior, _quantize_y
+from liccodec.latent.hyperprior import SCALE_MIN, ExactParams, GainedHyperprior, SlicedHyperprior, _quantize_y
 from liccodec.nn import correction_net, lower_bound
 from liccodec.nn.integer import ACT_BITS, ACT_CLIP, IntegerNet
 from liccodec.nn.wavelet import dwt2, idwt2
@@ -180,18 +180,15 @@ class WaveletExact(ExactParams):
         return out
 
 
-class WaveletChannel(GainedHyperprior):
-    """:class:`GainedHyperprior` with y coded as its Haar bands: LL in ``slices`` channel
+class WaveletChannel(SlicedHyperprior):
+    """:class:`SlicedHyperprior` with y coded as its Haar bands: LL in ``slices`` channel
     slices, then LH/HL/HH in ``slices`` slices conditioned on all of LL (module docstring)."""
 
     exact_cls = WaveletExact
 
     def __init__(self, N: int, M: int, levels: int, slices: int, hidden: int,
                  init_log_gain: Tensor | None = None, inference: bool = False, lrp: bool = False):
-        if M % slices:
-            raise ValueError(f"M={M} does not split into {slices} equal slices")
-        self.slices, self.hidden = slices, hidden
-        super().__init__(N, M, levels, init_log_gain, inference)
+        super().__init__(N, M, levels, slices, hidden, init_log_gain, inference)
         # a float network that decoding runs too, so it is built for inference as well
         self.wlrp = BandResidual(M, slices, hidden) if lrp else None
 
