@@ -1,10 +1,11 @@
-"""The decoder without torch: numpy, constriction and the shipped weights.
+"""The codec without torch: numpy, constriction and the shipped weights.
 
 Importing torch takes 1.4 to 3 s on the machines this project runs on, several times what
-decoding a photo takes once it is imported (docs/speed.md). ``lic decode`` and
-:func:`liccodec.decode` therefore decode here, for every architecture this module knows
-(:data:`SUPPORTED`); the torch models (``liccodec.models``) train, export, encode, and
-stay the reference the tests hold this decoder to.
+coding a photo takes once it is imported (docs/speed.md). ``lic decode``/``lic encode`` and
+:func:`liccodec.decode`/:func:`liccodec.encode` therefore run here, for every architecture
+this package knows (:data:`SUPPORTED`): the decoder in this module, the encoder in
+:mod:`liccodec.runtime.encoder`. The torch models (``liccodec.models``) train, export, code
+the other architectures, and stay the reference the tests hold this package to.
 
 What it computes, for the mean-scale hyperprior family (``msh``, and ``charm`` with its
 channel slices and latent residual prediction), mirrors ``liccodec.latent.hyperprior`` and
@@ -19,6 +20,9 @@ channel slices and latent residual prediction), mirrors ``liccodec.latent.hyperp
 
 Images above the tiling threshold (``liccodec.tiling.TilePolicy``) are decoded tile by
 tile exactly as the torch models tile them.
+
+Both directions build on :class:`ExactModel`, the integer state of a shipped model, and read
+the weights once per process (:func:`model_tensors`).
 """
 from __future__ import annotations
 
@@ -157,6 +161,17 @@ def code_slices(nets: list[IntegerChain], thresholds: np.ndarray, scales_q: np.n
     return np.concatenate(syms, axis=1), np.concatenate(mq, axis=1)
 
 
+def gain_at(table: np.ndarray, q_milli: int) -> np.ndarray:
+    """Row of a (levels, C) float32 gain table at quality ``q_milli``, as ``nn.GainUnits``
+    computes it: linear interpolation, in float32, between the two trained levels around it."""
+    top = table.shape[0] - 1
+    level = min(max(np.float32(level_of_quality(q_milli)), np.float32(0)), np.float32(top))
+    lo = min(int(np.floor(level)), max(top - 1, 0))
+    hi = min(lo + 1, top)
+    t = np.float32(level - lo)
+    return table[lo] + t * (table[hi] - table[lo])
+
+
 # ---- float networks ----------------------------------------------------------------------
 def _nonneg(t: dict[str, np.ndarray], name: str) -> np.ndarray:
     """A GDN parameter through its reparametrization: max(p, bound)**2 - pedestal."""
@@ -165,21 +180,33 @@ def _nonneg(t: dict[str, np.ndarray], name: str) -> np.ndarray:
     return np.maximum(p, bound) ** 2 - t[f"{name}_reparam.pedestal"].astype(np.float32)
 
 
+def gdn_layers(t: dict[str, np.ndarray], prefix: str, transposed: bool) -> list[tuple]:
+    """The layers of a GDN transform (``g_a``, ``g_s``) in float32: ("gdn", beta, gamma) or
+    (kind, weight, bias, k), kind "deconv" with torch's weight layout (Ci, Co, k, k), or
+    "conv" with the layout of ``ops.conv2d`` (k, k, Ci, Co)."""
+    layers: list[tuple] = []
+    i = 0
+    while f"{prefix}.{i}.weight" in t or f"{prefix}.{i}.beta" in t:
+        p = f"{prefix}.{i}"
+        if f"{p}.beta" in t:
+            layers.append(("gdn", _nonneg(t, f"{p}.beta"), _nonneg(t, f"{p}.gamma")))
+        else:
+            w = t[f"{p}.weight"].astype(np.float32)
+            k = w.shape[-1]
+            b = t[f"{p}.bias"].astype(np.float32)
+            layers.append(("deconv", w, b, k) if transposed
+                          else ("conv", np.ascontiguousarray(w.transpose(2, 3, 1, 0)), b, k))
+        i += 1
+    if not layers:
+        raise ModelError(f"the weights carry no layers under {prefix!r}")
+    return layers
+
+
 class Synthesis:
     """``g_s`` of the msh family: transposed 5x5 stride-2 convolutions with IGDNs between."""
 
     def __init__(self, t: dict[str, np.ndarray], prefix: str = "g_s"):
-        self.layers: list[tuple] = []
-        i = 0
-        while f"{prefix}.{i}.weight" in t or f"{prefix}.{i}.beta" in t:
-            p = f"{prefix}.{i}"
-            if f"{p}.beta" in t:
-                self.layers.append(("gdn", _nonneg(t, f"{p}.beta"), _nonneg(t, f"{p}.gamma")))
-            else:
-                w = t[f"{p}.weight"].astype(np.float32)
-                k = w.shape[-1]
-                self.layers.append(("deconv", w, t[f"{p}.bias"].astype(np.float32), k))
-            i += 1
+        self.layers = gdn_layers(t, prefix, transposed=True)
 
     def axis_ops(self) -> list[tuple[bool, int, int, int]]:
         return [(True, layer[3], 2, layer[3] // 2) for layer in self.layers if layer[0] == "deconv"]
@@ -237,12 +264,16 @@ def _tables(t: dict[str, np.ndarray], p: str) -> TableSet:
     return TableSet(t[f"{p}.pmf"], t[f"{p}.length"], t[f"{p}.offset"])
 
 
-class Decoder:
-    """A shipped msh/charm model's decoder: streams -> pixels."""
+class ExactModel:
+    """The integer state of a shipped msh/charm model (``exact.*``): what decides the coder's
+    parameters, the same for its encoder and its decoder."""
+
+    #: the numpy package's name in errors ("decoder", "encoder")
+    role = "codec"
 
     def __init__(self, arch: str, config: dict, t: dict[str, np.ndarray]):
         if arch not in SUPPORTED:
-            raise ModelError(f"the numpy decoder does not run architecture {arch!r}")
+            raise ModelError(f"the numpy {self.role} does not run architecture {arch!r}")
         self.N, self.M = int(config["N"]), int(config["M"])
         self.slices = int(config.get("slices", 1)) if arch == "charm" else 1
         self.hs = IntegerChain.from_tensors(t, "exact.h_s")
@@ -253,9 +284,6 @@ class Decoder:
         self.inv_hyper_gain = t["exact.inv_hyper_gain"].astype(np.int64)
         self.thresholds = t["exact.thresholds"].astype(np.int64)
         self.z_tables, self.y_tables = _tables(t, "exact.z_tables"), _tables(t, "exact.y_tables")
-        self.inv_gain = np.exp(t["latent.gain.log_inv_gain"].astype(np.float32))
-        self.lrp = ResidualPrediction(t, self.slices) if arch == "charm" and config.get("lrp") else None
-        self.g_s = Synthesis(t)
         self.y_stride = 16
         self.downsampling = 64
 
@@ -265,6 +293,22 @@ class Decoder:
 
     def index(self, scales_q: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.thresholds, scales_q, side="left")
+
+    def _check_slices(self) -> None:
+        if len(self.cc) != self.slices:
+            raise ModelError(f"weights carry {len(self.cc)} slice networks, the model has {self.slices} slices")
+
+
+class Decoder(ExactModel):
+    """A shipped msh/charm model's decoder: streams -> pixels."""
+
+    role = "decoder"
+
+    def __init__(self, arch: str, config: dict, t: dict[str, np.ndarray]):
+        super().__init__(arch, config, t)
+        self.inv_gain = np.exp(t["latent.gain.log_inv_gain"].astype(np.float32))
+        self.lrp = ResidualPrediction(t, self.slices) if arch == "charm" and config.get("lrp") else None
+        self.g_s = Synthesis(t)
 
     def decode_latents(self, reader: StreamReader, z_hw: tuple[int, int], q_milli: int,
                        tile: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -279,8 +323,7 @@ class Decoder:
         if not self.cc:
             index = self.index(scales_q)
             return reader.take(self.y_tables, index).reshape(index.shape), means_q
-        if len(self.cc) != self.slices:
-            raise ModelError(f"weights carry {len(self.cc)} slice networks, the model has {self.slices} slices")
+        self._check_slices()
 
         def decode(i: int, index: np.ndarray, means: np.ndarray) -> np.ndarray:
             return reader.take(self.y_tables, index).reshape(index.shape)
@@ -305,13 +348,7 @@ class Decoder:
         return y * table[index.reshape(np.shape(qmap))].transpose(2, 0, 1)[None]
 
     def _inverse_gain(self, q_milli: int) -> np.ndarray:
-        """``GainUnits``: linear interpolation between the two trained levels around it."""
-        top = self.inv_gain.shape[0] - 1
-        level = min(max(np.float32(level_of_quality(q_milli)), np.float32(0)), np.float32(top))
-        lo = min(int(np.floor(level)), max(top - 1, 0))
-        hi = min(lo + 1, top)
-        t = np.float32(level - lo)
-        return self.inv_gain[lo] + t * (self.inv_gain[hi] - self.inv_gain[lo])
+        return gain_at(self.inv_gain, q_milli)
 
     def decode(self, streams: dict[str, bytes], hw: tuple[int, int], q_milli: int,
                tiles: TilePolicy | None = None, qmap: np.ndarray | None = None) -> np.ndarray:
@@ -339,7 +376,17 @@ def load_decoder(model_id: str) -> Decoder:
 
 @lru_cache(maxsize=4)
 def _load(spec, path: str) -> Decoder:
+    return Decoder(spec.arch, dict(spec.config), model_tensors(spec, path))
+
+
+#: what the numpy encoder and decoder read of a weights file
+_PREFIXES = ("exact.", "g_a.", "g_s.", "latent.gain.", "latent.hyper_gain.", "latent.h_a.", "latent.lrp.")
+
+
+@lru_cache(maxsize=4)
+def model_tensors(spec, path: str) -> dict[str, np.ndarray]:
+    """The tensors the numpy coders read, as numpy arrays, read once per process (and
+    verified against the manifest's sha256 then) however many coders are built from them."""
     from liccodec.weights import read_tensors
 
-    t = read_tensors(spec, "np", ("exact.", "g_s.", "latent.gain.", "latent.lrp."))
-    return Decoder(spec.arch, dict(spec.config), t)
+    return read_tensors(spec, "np", _PREFIXES)
