@@ -100,3 +100,13 @@ def photo() -> np.ndarray:
 
 def needs(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not present (no ../shared in this checkout)")
+
+
+@pytest.fixture()
+def torch_encoder(monkeypatch):
+    """Encode through the torch models (the reference), not the numpy encoder that
+    ``liccodec.encode`` runs for the architectures it knows (``codec._encoder``)."""
+    from liccodec import codec
+    from liccodec.weights import load_model
+
+    monkeypatch.setattr(codec, "_encoder", lambda spec: load_model(spec.id))

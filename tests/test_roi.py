@@ -162,8 +162,9 @@ def test_the_numpy_decoder_agrees_with_torch(tiny_each, photo):
     assert not np.array_equal(out, runtime.load_decoder(tiny_each).decode(streams, (128, 128), header.quality))
 
 
-def test_an_architecture_without_per_position_gains_is_refused_when_encoding(tiny, photo, monkeypatch):
-    net = load_model(tiny)
+def test_an_architecture_without_per_position_gains_is_refused_when_encoding(tiny, photo, monkeypatch,
+                                                                            torch_encoder):
+    net = load_model(tiny)  # torch_encoder: encoding runs this model, whose class is patched
     monkeypatch.setattr(type(net.latent), "spatial_quality", False)
     with pytest.raises(UsageError, match="cannot vary the quality"):
         liccodec.encode(Image.fromarray(photo), model=tiny, quality=3, roi=_left(photo))

@@ -1,7 +1,9 @@
 """Image <-> .lic bytes with a shipped model. The functions behind ``lic encode/decode``.
 
-Encoding runs the torch models; decoding runs the numpy decoder (``liccodec.runtime``) for
-every architecture it supports, so that ``lic decode`` never waits for torch to import.
+Both directions run in numpy (``liccodec.runtime``: the decoder, and the encoder of
+``liccodec.runtime.encoder``) for every architecture it supports, so that neither ``lic
+encode`` nor ``lic decode`` waits for torch to import; the other architectures run their
+torch models. :func:`_encoder` and :func:`decode_rgb` are where that is chosen.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from PIL import Image
 from liccodec.container import CAPTION_STREAM, QMAP_MAJOR, QMAP_STREAM, Header, QualityMap, pack, unpack
 from liccodec.container import caption as _caption
 from liccodec.errors import FormatError, ModelError, UsageError
-from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_tensor,
-                              to_uint8, unpack_alpha)
+from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_padded_array,
+                              to_tensor, to_uint8, unpack_alpha)
 from liccodec.roi import QualityRequest, base_quality
 from liccodec.weights import DEFAULT_MODEL, WeightSpec, get_spec, load_model, read_manifest
 
@@ -61,11 +63,50 @@ class Encoded:
     caption: str | None = None        # the description the file carries (stream "caption")
 
 
+def _encoder(spec: WeightSpec):
+    """What encodes with ``spec``'s weights: the numpy encoder for the architectures it runs
+    (``liccodec.runtime.SUPPORTED``; no torch import), else the torch model."""
+    from liccodec import runtime
+
+    if spec.arch in runtime.SUPPORTED:
+        from liccodec.runtime.encoder import load_encoder
+
+        return load_encoder(spec.id)
+    return load_model(spec.id)
+
+
+def _numpy(net) -> bool:
+    from liccodec.runtime import ExactModel
+
+    return isinstance(net, ExactModel)
+
+
+def _analysis(net, rgb: np.ndarray):
+    """y = g_a of the padded image: a numpy array (numpy encoder) or a tensor (torch model)."""
+    if _numpy(net):
+        return net.analysis(to_padded_array(rgb, net.downsampling))
+    import torch
+
+    with torch.inference_mode():
+        return net.analysis(pad_to_multiple(to_tensor(rgb), net.downsampling), precision())
+
+
+def _streams(net, y, q: int, qmap: QualityMap | None) -> dict[str, bytes]:
+    """The coded streams of y at quality ``q`` (the base quality of ``qmap``, when given)."""
+    milli = None if qmap is None else qmap.milli()
+    if _numpy(net):
+        return net.compress_latent(y, q, qmap=milli)
+    import torch
+
+    with torch.inference_mode():
+        return net.compress_latent(y, q, precision(), qmap=milli)
+
+
 def _latent_map(net, region: QualityRequest | None) -> tuple[QualityMap | None, int | None]:
     """(quality map, None), or (None, the quality) when the request is uniform on y's grid."""
     if region is None:
         return None, None
-    if not net.latent.spatial_quality:
+    if not (net.spatial_quality if _numpy(net) else net.latent.spatial_quality):
         raise UsageError(f"{type(net).__name__} models cannot vary the quality across the image "
                          "(--roi, --quality-map): their latent codec has no per-position gains")
     milli = region.latent_qualities(net.y_stride, net.downsampling)
@@ -89,18 +130,13 @@ def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | N
     which then replaces ``quality``). ``caption``, a one-line description (docs/format.md,
     "Caption"), goes into the file; a ``selic`` model's decoder conditions on it, the
     encoder never reads it, so the coded latents are the same with or without one."""
-    import torch
-
     caption = check_caption(caption)
     spec = get_spec(model)
     q = quality_milli(spec, quality)
-    net = load_model(model)
+    net = _encoder(spec)
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else q if qmap is None else base_quality(qmap)
-    x = to_tensor(planes.rgb)
-    with torch.inference_mode():
-        streams = net.compress(pad_to_multiple(x, net.downsampling), q, precision(),
-                               qmap=None if qmap is None else qmap.milli())
+    streams = _streams(net, _analysis(net, planes.rgb), q, qmap)
     return _finish(spec, planes, q, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None, qmap,
                    caption)
 
@@ -148,7 +184,8 @@ class Analysis:
 
     planes: Planes
     spec: WeightSpec
-    y: "torch.Tensor"             # net.analysis of the padded image (g_a, tiled when big)
+    y: "np.ndarray | torch.Tensor"  # g_a of the padded image (tiled when big): numpy for the
+                                    # architectures the numpy encoder runs, else a tensor
     alpha: bytes | None           # the packed alpha stream, quality-independent
 
     @property
@@ -159,13 +196,8 @@ class Analysis:
 
 def analyse(planes: Planes, model: str = DEFAULT_MODEL) -> Analysis:
     """Run the analysis transform once (the expensive, quality-independent half of encoding)."""
-    import torch
-
     spec = get_spec(model)
-    net = load_model(model)
-    x = pad_to_multiple(to_tensor(planes.rgb), net.downsampling)
-    with torch.inference_mode():
-        y = net.analysis(x, precision())
+    y = _analysis(_encoder(spec), planes.rgb)
     alpha = pack_alpha(planes.alpha) if planes.alpha is not None else None
     return Analysis(planes, spec, y, alpha)
 
@@ -180,14 +212,10 @@ def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | N
     if not (round(spec.quality_min * 1000) <= q_milli <= round(spec.quality_max * 1000)):
         raise UsageError(f"quality {q_milli / 1000:g} is outside {spec.id}'s range "
                          f"[{spec.quality_min:g}, {spec.quality_max:g}]")
-    import torch
-
-    net = load_model(spec.id)
+    net = _encoder(spec)
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else int(q_milli) if qmap is None else base_quality(qmap)
-    with torch.inference_mode():
-        streams = net.compress_latent(analysis.y, q, precision(), qmap=None if qmap is None else qmap.milli())
-    return _finish(spec, analysis.planes, q, streams, analysis.alpha, qmap, caption)
+    return _finish(spec, analysis.planes, q, _streams(net, analysis.y, q, qmap), analysis.alpha, qmap, caption)
 
 
 def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,

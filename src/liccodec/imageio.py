@@ -61,6 +61,16 @@ def to_tensor(rgb: np.ndarray) -> Tensor:
     return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div_(255.0)
 
 
+def to_padded_array(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """uint8 HxWx3 -> float32 H'xW'x3 in [0, 1], the bottom/right edges replicated up to a
+    multiple of ``multiple``: the numpy encoder's input, the numbers of
+    ``pad_to_multiple(to_tensor(rgb), multiple)`` in (H, W, C) order."""
+    h, w = rgb.shape[:2]
+    x = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else x
+
+
 def to_uint8(x: Tensor) -> np.ndarray:
     """float (1, 3, H, W) in [0, 1] -> uint8 HxWx3 (rounded)."""
     import torch

@@ -169,6 +169,7 @@ def _stage_targets(net) -> list[tuple[object, str, str]]:
     import liccodec.entropy as entropy
     from liccodec import runtime
     from liccodec.nn import integer
+    from liccodec.runtime import encoder
 
     latent = net.latent
     return [
@@ -181,6 +182,8 @@ def _stage_targets(net) -> list[tuple[object, str, str]]:
         (runtime.IntegerChain, "__call__", "integer networks (h_s, slice nets)"),
         (runtime.Synthesis, "__call__", "synthesis g_s"),
         (runtime.ResidualPrediction, "__call__", "latent residual prediction"),
+        # and encoding the numpy encoder (liccodec.runtime.encoder)
+        (encoder.Analysis, "__call__", "analysis g_a"), (encoder.HyperAnalysis, "__call__", "hyper analysis h_a"),
         (entropy.StreamWriter, "add", "rANS"), (entropy.StreamWriter, "finish", "rANS"),
         (entropy.StreamReader, "take", "rANS"),
     ]
