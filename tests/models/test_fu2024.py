@@ -2,7 +2,6 @@
 from a shipped charm model gives charm's transforms exactly (the whole charm model with the
 wavelet-domain entropy model switched off)."""
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,35 +11,27 @@ from liccodec.latent.wavelet import WaveletChannel
 from liccodec.models import get_arch
 from liccodec.nn.weconv import WaveletConv
 
-REPO = Path(__file__).resolve().parents[2]
-CHARM_MSE = REPO / "models" / "charm.mse.safetensors"
+from charm_zoo import (CHARM_MSE, REPO, Z_PRIOR, assert_charm_plus, assert_starts_as, image, needs_charm_mse,
+                       shapes, warm)
 
-
-def _image(h: int = 64, w: int = 64, seed: int = 1) -> torch.Tensor:
-    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def _shapes(model) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+BLOCKS = ("g_a.weconv", "g_s.weconv")
 
 
 def test_each_part_is_one_flag(tiny_builder):
     """weconv off and wecharm off is charm, name for name and shape for shape; weconv adds
     only its blocks; wecharm swaps the slice networks for the band networks."""
     _, cfgs = tiny_builder
-    charm = _shapes(get_arch("charm").build(**cfgs["charm"]))
+    charm = shapes(get_arch("charm").build(**cfgs["charm"]))
     build = lambda **flags: get_arch("weconv").build(**{**cfgs["weconv"], **flags})  # noqa: E731
-    assert _shapes(build(weconv=False, wecharm=False)) == charm
+    assert shapes(build(weconv=False, wecharm=False)) == charm
     blocks = build(wecharm=False)
-    extra = set(_shapes(blocks)) - set(charm)
-    assert extra and all(k.startswith(("g_a.weconv", "g_s.weconv")) for k in extra)
-    assert {k: v for k, v in _shapes(blocks).items() if k in charm} == charm
+    assert_charm_plus(blocks, cfgs["charm"], BLOCKS)
     assert isinstance(blocks.latent, ChannelConditional)
     assert sum(isinstance(m, WaveletConv) for m in blocks.modules()) == 4
     wave = build(weconv=False)
     assert isinstance(wave.latent, WaveletChannel)
     assert all(k.startswith(("latent.lf.", "latent.hf.", "latent.wlrp."))
-               for k in set(_shapes(wave)) - set(charm))
+               for k in set(shapes(wave)) - set(charm))
     with pytest.raises(ValueError, match="weconv_at"):
         build(weconv_at=[16])
 
@@ -53,46 +44,23 @@ def test_blocks_sit_behind_the_inner_stages(tiny_builder):
     assert model.y_stride == 16 and model.downsampling == 64
 
 
-@pytest.fixture()
-def charm_file(tiny_builder, tmp_path):
-    from liccodec.train.export import export_module
-
-    build_tiny, cfgs = tiny_builder
-    return export_module(build_tiny(arch="charm"), "charm", cfgs["charm"], "charm.tiny", tmp_path)
-
-
-def _warm(arch: str, path, **overrides):
-    from liccodec.train.warmstart import warm_start
-
-    model = get_arch(arch).build(**{**get_arch(arch).tiny, **overrides})
-    return model, warm_start(model, path)
-
-
 def test_warm_started_from_charm_without_wecharm_it_is_that_charm(charm_file):
     """Step 0 of ``init = charm``: the WeConv blocks start at zero, so every output, the rate
     estimate included, is the charm model's."""
-    charm, _ = _warm("charm", charm_file)
-    weconv, fresh = _warm("weconv", charm_file, wecharm=False)
-    params = dict(weconv.named_parameters())
-    assert all(k.startswith(("g_a.weconv", "g_s.weconv"))
-               or (k.startswith("latent.entropy_bottleneck.") and k not in params) for k in fresh), fresh
-    x, level = _image(128, 128), torch.tensor([0.8])
-    with torch.no_grad():
-        a, b = charm.eval()(x, level), weconv.eval()(x, level)
-    assert torch.equal(a.x_hat, b.x_hat)
-    for k in ("y", "z"):
-        assert torch.equal(a.likelihoods[k], b.likelihoods[k])
+    charm, _ = warm("charm", charm_file)
+    weconv, fresh = warm("weconv", charm_file, **get_arch("weconv").tiny, wecharm=False)
+    assert_starts_as(charm, weconv, fresh, BLOCKS, image(128, 128), torch.tensor([0.8]))
 
 
 def test_warm_started_from_charm_with_wecharm_the_transforms_are_charms(charm_file):
     """With WeChARM the transforms, gains, hyperprior and z prior are charm's; only the band
     networks (zero corrections) and the blocks start fresh, and z costs what it cost."""
-    charm, _ = _warm("charm", charm_file)
-    weconv, fresh = _warm("weconv", charm_file)
+    charm, _ = warm("charm", charm_file)
+    weconv, fresh = warm("weconv", charm_file)
     params = dict(weconv.named_parameters())
-    assert all(k.startswith(("g_a.weconv", "g_s.weconv", "latent.lf.", "latent.hf.", "latent.wlrp."))
-               or (k.startswith("latent.entropy_bottleneck.") and k not in params) for k in fresh), fresh
-    x, level = _image(128, 128), torch.tensor([1.3])
+    assert all(k.startswith((*BLOCKS, "latent.lf.", "latent.hf.", "latent.wlrp."))
+               or (k.startswith(Z_PRIOR) and k not in params) for k in fresh), fresh
+    x, level = image(128, 128), torch.tensor([1.3])
     charm.eval()
     weconv.eval()
     with torch.no_grad():
@@ -117,7 +85,7 @@ def test_the_recipe_starts_from_charm_mse_with_its_lambdas():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHARM_MSE.exists(), reason="models/charm.mse.safetensors not present")
+@needs_charm_mse
 def test_the_real_size_model_starts_at_charm_mse():
     """The recipe's model warm-started from charm.mse: its transforms are charm.mse's."""
     from liccodec.train.config import Recipe
@@ -129,7 +97,7 @@ def test_the_real_size_model_starts_at_charm_mse():
     weconv = get_arch("weconv").build(**recipe.model)
     warm_start(charm, CHARM_MSE)
     warm_start(weconv, CHARM_MSE)
-    x = _image(128, 128, seed=2)
+    x = image(128, 128, seed=2)
     with torch.no_grad():
         y = charm.eval().g_a(x)
         assert torch.equal(weconv.eval().g_a(x), y)

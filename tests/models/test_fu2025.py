@@ -12,15 +12,13 @@ from liccodec.models import get_arch
 from liccodec.nn.semantic import CaptionFiLM, caption_embedding, caption_features
 from liccodec.tiling import TilePolicy
 
+from charm_zoo import image
+
 
 def _tiny(seed: int = 0):
     torch.manual_seed(seed)
     a = get_arch("selic")
     return a.build(**a.tiny).eval()
-
-
-def _image(h: int = 64, w: int = 64, seed: int = 1) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(seed).random((1, 3, h, w), dtype=np.float32))
 
 
 def _wake(model) -> None:
@@ -49,7 +47,7 @@ def test_untrained_it_is_charm_with_and_without_a_caption():
                                        if k not in ("embed_dim", "film_hidden")}).eval()
     missing, unexpected = charm.load_state_dict(model.state_dict(), strict=False)
     assert not missing and all(".film" in k for k in unexpected)
-    x, level = _image(), torch.tensor([1.3])
+    x, level = image(), torch.tensor([1.3])
     with torch.no_grad():
         torch.manual_seed(5)
         ref = charm(x, level).x_hat
@@ -61,7 +59,7 @@ def test_untrained_it_is_charm_with_and_without_a_caption():
 def test_a_trained_block_conditions_each_image_on_its_own_caption():
     model = _tiny()
     _wake(model)
-    x = _image().repeat(3, 1, 1, 1)
+    x = image().repeat(3, 1, 1, 1)
     level = torch.tensor([1.0, 1.0, 1.0])
     with torch.no_grad():
         torch.manual_seed(0)
@@ -80,7 +78,7 @@ def test_only_the_film_blocks_learn_from_a_caption():
     model = _tiny().train()
     for n, p in model.named_parameters():
         p.requires_grad_(".film" in n)
-    x = _image()
+    x = image()
     out = model(x, torch.tensor([1.0]), captions=["a noisy square"])
     (out.x_hat - x).pow(2).mean().backward()
     grads = {n: p.grad for n, p in model.named_parameters() if ".film" in n}
@@ -99,7 +97,7 @@ def test_tiled_decoding_with_a_caption_equals_whole(tmp_path):
     net = get_arch("selic").build(inference=True, **get_arch("selic").tiny)
     net.load_tensors(load_file(str(path)))
     net.eval()
-    x = _image(128, 128, seed=4)
+    x = image(128, 128, seed=4)
     streams = net.compress(x, 2000, tiles=TilePolicy.never())
     small = TilePolicy(threshold=0, tile=64)
     whole = net.decompress(streams, x.shape[2:], 2000, tiles=TilePolicy.never(), caption="grey noise")

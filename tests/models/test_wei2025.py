@@ -1,7 +1,5 @@
 """ICISP transforms (arch ``icisp``): the blocks sit where the config says, a warm start from a
 charm model is exactly that model, and the blocks train behind a frozen encoder."""
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -9,32 +7,21 @@ from liccodec.models import get_arch
 from liccodec.nn.fdm import FDM
 from liccodec.nn.vss import EVSS
 
-REPO = Path(__file__).resolve().parents[2]
-CHARM_MSE = REPO / "models" / "charm.mse.safetensors"
+from charm_zoo import CHARM_MSE, assert_charm_plus, assert_starts_as, image, needs_charm_mse, shapes, warm
+
 BLOCKS = ("g_a.evss", "g_a.fdm", "g_s.evss", "g_s.fdm")
-
-
-def _image(h: int = 64, w: int = 64, seed: int = 1) -> torch.Tensor:
-    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def _shapes(model) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def test_blocks_are_extra_entries_around_charms_layers(tiny_builder):
     _, cfgs = tiny_builder
-    charm = _shapes(get_arch("charm").build(**cfgs["charm"]))
     build = lambda **kw: get_arch("icisp").build(**{**cfgs["charm"], **kw})  # noqa: E731
     model = build()  # the defaults: g_s only, after the 1/8 stage
     assert [n for n, _ in model.g_a.named_children()] == [str(i) for i in range(7)]
     assert [n for n, _ in model.g_s.named_children()] == ["0", "1", "evss8", "fdm8", "2", "3", "4", "5", "6"]
     assert [n for n, _ in build(evss_gs=[8, 4]).g_s.named_children()] == \
         ["0", "1", "evss8", "fdm8", "2", "3", "evss4", "fdm4", "4", "5", "6"]
-    extra = set(_shapes(model)) - set(charm)
-    assert extra and all(k.startswith(BLOCKS) for k in extra)
-    assert {k: v for k, v in _shapes(model).items() if k in charm} == charm
-    assert _shapes(build(evss_gs=[])) == charm
+    assert_charm_plus(model, cfgs["charm"], BLOCKS)
+    assert shapes(build(evss_gs=[])) == shapes(get_arch("charm").build(**cfgs["charm"]))
     both = build(evss_ga=[4, 8], evss_gs=[8], fdm=False)
     assert [n for n, _ in both.g_a.named_children()] == ["0", "1", "2", "3", "evss4", "4", "5", "evss8", "6"]
     assert sum(isinstance(m, EVSS) for m in both.modules()) == 3
@@ -44,52 +31,26 @@ def test_blocks_are_extra_entries_around_charms_layers(tiny_builder):
         build(evss_gs=[16])
 
 
-@pytest.fixture()
-def charm_file(tiny_builder, tmp_path):
-    from liccodec.train.export import export_module
-
-    build_tiny, cfgs = tiny_builder
-    return export_module(build_tiny(arch="charm"), "charm", cfgs["charm"], "charm.tiny", tmp_path)
-
-
-def _warm(arch: str, path, **cfg):
-    from liccodec.train.warmstart import warm_start
-
-    model = get_arch(arch).build(**cfg)
-    return model, warm_start(model, path)
-
-
-def _assert_same(charm, icisp, fresh, x, level):
-    params = dict(icisp.named_parameters())
-    assert all(k.startswith(BLOCKS) or (k.startswith("latent.entropy_bottleneck.") and k not in params)
-               for k in fresh), fresh
-    with torch.no_grad():
-        a, b = charm.eval()(x, level), icisp.eval()(x, level)
-    assert torch.equal(a.x_hat, b.x_hat)
-    for k in a.likelihoods:
-        assert torch.equal(a.likelihoods[k], b.likelihoods[k])
-
-
 def test_warm_started_from_charm_it_is_that_charm(charm_file):
     """Blocks in g_a and g_s, all zero-start: every output and the rate are charm's."""
     tiny = get_arch("icisp").tiny
-    charm, _ = _warm("charm", charm_file, **get_arch("charm").tiny)
-    icisp, fresh = _warm("icisp", charm_file, **tiny)
+    charm, _ = warm("charm", charm_file)
+    icisp, fresh = warm("icisp", charm_file)
     assert list(tiny["evss_ga"]) and any(k.startswith("g_a.evss") for k in fresh)
-    _assert_same(charm, icisp, fresh, _image(128, 128), torch.tensor([0.8]))
+    assert_starts_as(charm, icisp, fresh, BLOCKS, image(128, 128), torch.tensor([0.8]))
 
 
-@pytest.mark.skipif(not CHARM_MSE.exists(), reason="models/charm.mse.safetensors not present")
+@needs_charm_mse
 def test_warm_started_from_charm_mse_it_is_charm_mse():
     """charm.mse's config (from the manifest) with blocks in g_s after the 1/8 and 1/4 stages
     gives charm.mse's x_hat and rate, bit for bit, on a small image."""
     from liccodec.weights import get_spec
 
     cfg = dict(get_spec("charm.mse").config)
-    charm, _ = _warm("charm", CHARM_MSE, **cfg)
-    icisp, fresh = _warm("icisp", CHARM_MSE, **cfg, evss_gs=[8, 4])
+    charm, _ = warm("charm", CHARM_MSE, **cfg)
+    icisp, fresh = warm("icisp", CHARM_MSE, **cfg, evss_gs=[8, 4])
     assert any(k.startswith("g_s.evss4") for k in fresh) and not any(k.startswith("g_a.") for k in fresh)
-    _assert_same(charm, icisp, fresh, _image(64, 128), torch.tensor([2.5]))
+    assert_starts_as(charm, icisp, fresh, BLOCKS, image(64, 128), torch.tensor([2.5]))
 
 
 def test_gradients_reach_the_blocks_behind_a_frozen_encoder(tiny_builder):
@@ -102,7 +63,7 @@ def test_gradients_reach_the_blocks_behind_a_frozen_encoder(tiny_builder):
         p.requires_grad_(name.startswith("g_s."))
     new = {k: p for k, p in model.named_parameters() if k.startswith(BLOCKS)}
     assert new and all(k.startswith(("g_s.evss", "g_s.fdm")) for k in new)
-    x, level = _image(), torch.tensor([1.0])
+    x, level = image(), torch.tensor([1.0])
 
     def step():
         model.zero_grad(set_to_none=True)

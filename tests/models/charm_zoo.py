@@ -1,0 +1,60 @@
+"""What the tests of the architectures that extend charm with named blocks share (icisp,
+podkic, selic, weconv): the shipped charm.mse, a test image, and the checks that such a
+model is charm plus its blocks, and starts as the charm it was warm-started from. The
+fixture ``charm_file`` (a tiny exported charm) is in this folder's conftest."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from liccodec.models import get_arch
+
+REPO = Path(__file__).resolve().parents[2]
+CHARM_MSE = REPO / "models" / "charm.mse.safetensors"
+needs_charm_mse = pytest.mark.skipif(not CHARM_MSE.exists(), reason="models/charm.mse.safetensors not present")
+#: what a warm start from charm may leave fresh besides the blocks: the z prior's table
+#: buffers, which training does not use
+Z_PRIOR = "latent.entropy_bottleneck."
+
+
+def image(h: int = 64, w: int = 64, seed: int = 1) -> torch.Tensor:
+    """A (1, 3, h, w) uniform random image, the same for the same seed."""
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def shapes(model) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def assert_charm_plus(model, charm_cfg: dict, blocks: tuple[str, ...]) -> None:
+    """``model``'s state is that of the charm of ``charm_cfg``, name for name and shape for
+    shape, plus some entries, all under the prefixes ``blocks``."""
+    charm, own = shapes(get_arch("charm").build(**charm_cfg)), shapes(model)
+    extra = set(own) - set(charm)
+    assert extra and all(k.startswith(blocks) for k in extra), sorted(extra)
+    assert {k: v for k, v in own.items() if k in charm} == charm
+
+
+def warm(arch: str, path, **cfg):
+    """A training build of ``arch`` (``cfg``, or else its tiny config) warm-started from the
+    weights at ``path``, and the state names the warm start left fresh."""
+    from liccodec.train.warmstart import warm_start
+
+    model = get_arch(arch).build(**(cfg or get_arch(arch).tiny))
+    return model, warm_start(model, path)
+
+
+def assert_starts_as(charm, model, fresh: list[str], blocks: tuple[str, ...], x: torch.Tensor,
+                     level: torch.Tensor) -> None:
+    """Warm-started from the same weights, ``model`` has left only its blocks (and the z
+    prior's buffers) fresh and gives ``charm``'s x_hat and likelihoods bit for bit."""
+    params = dict(model.named_parameters())
+    assert all(k.startswith(blocks) or (k.startswith(Z_PRIOR) and k not in params) for k in fresh), fresh
+    with torch.no_grad():
+        a, b = charm.eval()(x, level), model.eval()(x, level)
+    assert torch.equal(a.x_hat, b.x_hat)
+    assert a.likelihoods.keys() == b.likelihoods.keys()
+    for k in a.likelihoods:
+        assert torch.equal(a.likelihoods[k], b.likelihoods[k]), k
