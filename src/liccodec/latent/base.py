@@ -18,8 +18,10 @@ region-of-interest coding, docs/roi.md); ``q_milli`` is then the file's base qua
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -28,9 +30,31 @@ from torch import Tensor, nn
 from liccodec.entropy import StreamReader, StreamWriter, reader_of, streams_of
 from liccodec.fixedpoint import Q_UNIT, level_of_quality, quality_of_level  # noqa: F401 (re-exported)
 
+_GAUSSIANS: ContextVar[list[tuple[Tensor, Tensor]] | None] = ContextVar("gaussians", default=None)
 
 
+@contextmanager
+def record_gaussians() -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """Collect the (means, scales) of the Gaussians that a training forward's rate estimate
+    of y uses, one pair per call of the codec's quantizer, in the order it runs (slices,
+    anchor/non-anchor passes, wavelet steps), in the domain where y is rounded (gained; a
+    wavelet codec's Haar bands). Scales are as predicted, before the likelihood's lower bound.
 
+    Knowledge distillation (``liccodec.train.distill``) compares a student's with a teacher's.
+    Recording only keeps references to tensors the forward computes anyway; outside this
+    context nothing is kept."""
+    token = _GAUSSIANS.set([])
+    try:
+        yield _GAUSSIANS.get()
+    finally:
+        _GAUSSIANS.reset(token)
+
+
+def note_gaussian(means: Tensor, scales: Tensor) -> None:
+    """Called by the latent codecs' quantizer with the parameters of each group of y."""
+    rec = _GAUSSIANS.get()
+    if rec is not None:
+        rec.append((means, scales))
 
 
 @dataclass

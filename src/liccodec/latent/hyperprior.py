@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from liccodec.entropy import StreamReader, StreamWriter, TableSet, gaussian_tables, reader_of, scale_table
 from liccodec.errors import FormatError
 from liccodec.fixedpoint import GAIN_BITS, Z_LIMIT
-from liccodec.latent.base import Q_UNIT, LatentCodec, LatentOut, level_of_quality
+from liccodec.latent.base import Q_UNIT, LatentCodec, LatentOut, level_of_quality, note_gaussian
 from liccodec.nn import GainUnits, conv, deconv, lower_bound, ste_round
 from liccodec.nn.integer import ACT_BITS, IntegerNet
 from liccodec.tiling import Geometry, run_tiled
@@ -346,6 +346,7 @@ class SlicedHyperprior(GainedHyperprior):
 def _quantize_y(y_g: Tensor, scales: Tensor, means: Tensor, training: bool) -> tuple[Tensor, Tensor]:
     """(likelihoods, what the synthesis sees): noise for the rate in training, rounding
     around the mean otherwise; straight-through rounding for the synthesis either way."""
+    note_gaussian(means, scales)  # for distillation (latent.base.record_gaussians); else a no-op
     noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if training else torch.round(y_g - means) + means
     return gaussian_likelihood(noisy, scales, means), ste_round(y_g - means) + means
 

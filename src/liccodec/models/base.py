@@ -40,6 +40,7 @@ class CodecOut:
     x_hat: Tensor
     likelihoods: dict[str, Tensor]
     y_hat: Tensor | None = None   # the (training-time) latent g_s decoded, for conditioning
+    y: Tensor | None = None       # g_a's output, before gains and quantization (distillation)
 
 
 class LearnedCodec(nn.Module):
@@ -88,7 +89,7 @@ class LearnedCodec(nn.Module):
         y = self.g_a(x)
         lat = self.latent(y, level)
         x_hat = self.g_s(lat.y_hat.to(y.dtype) if torch.is_autocast_enabled() else lat.y_hat)
-        return CodecOut(x_hat, lat.likelihoods, lat.y_hat)
+        return CodecOut(x_hat, lat.likelihoods, lat.y_hat, y)
 
     # ---- real coding -------------------------------------------------------------------
     # Big images run every transform tile by tile (liccodec.tiling): the float transforms
