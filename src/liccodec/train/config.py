@@ -76,6 +76,19 @@ class TrainConfig:
     rate_target: list[float] = field(default_factory=list)
     rate_weight_above: float = 2.0
     rate_weight_below: float = 0.125
+    # factor on the whole rate term (bits per pixel, after rate_target's weights); 0 turns it
+    # off, e.g. for a pure distillation stage whose encoder is not to care about the rate yet
+    bpp_weight: float = 1.0
+    # knowledge distillation (liccodec.train.distill; docs/training.md, "Distillation"): shipped
+    # weights (.safetensors, read as ``init`` reads them, bases included) that run frozen, in
+    # eval mode and without gradients, on the same crops at the same levels as the student.
+    # Loaded only while a distill weight is > 0; never saved in checkpoints (a resume rebuilds
+    # it and checks its sha256). "" = none. Each weight of 0 turns its term off:
+    teacher: str = ""
+    distill_y: float = 0.0        # MSE between the student's y and the teacher's (g_a's outputs)
+    distill_x: float = 0.0        # lambda(level) * 255^2 * MSE between the two x_hat, in [0, 1]
+    distill_entropy: float = 0.0  # mean 0.5 (mu_s - mu_t)^2 + (log sigma_s - log sigma_t)^2 of the
+                                  # Gaussians that code y (the KL to second order; mean-scale codecs)
 
     def patch_at(self, step: int) -> int:
         patch = self.patch_schedule[0][1]
@@ -106,6 +119,15 @@ class TrainConfig:
             raise ValueError("mse_weight, lpips and adversarial must be >= 0")
         if any(not t > 0 for t in self.rate_target) or self.rate_weight_above < 0 or self.rate_weight_below < 0:
             raise ValueError("rate_target must be > 0 and the rate weights >= 0")
+        if self.bpp_weight < 0 or min(self.distill_y, self.distill_x, self.distill_entropy) < 0:
+            raise ValueError("bpp_weight and the distill weights must be >= 0")
+        if self.distilling and not self.teacher:
+            raise ValueError("distill_y, distill_x and distill_entropy need a teacher (teacher = \"<weights>.safetensors\")")
+
+    @property
+    def distilling(self) -> bool:
+        """Whether a distillation term is on (then the teacher runs)."""
+        return max(self.distill_y, self.distill_x, self.distill_entropy) > 0
 
     def rate_weight(self, bpp, level, levels: int):
         """Per-image weight of the rate term (tensors of shape (B,)); see ``rate_target``."""

@@ -70,7 +70,11 @@ def export(checkpoint: str | Path, model_id: str, out_dir: str | Path, *, descri
     st = ck["state"]
     training = {"hardware": hardware(), "recipe": recipe_file, "steps": st["step"],
                 "wall_clock_hours": round(st["wall"] / 3600, 2), "ema": True, **(extra or {})}
-    init = ck["recipe"]["train"].get("init")
+    tc = ck["recipe"]["train"]
+    if tc.get("teacher") and max(tc.get(k, 0.0) for k in ("distill_y", "distill_x", "distill_entropy")) > 0:
+        training["teacher"] = {"weights": tc["teacher"], "sha256": ck.get("teacher_sha256"),
+                               **{k: tc[k] for k in ("distill_y", "distill_x", "distill_entropy")}}
+    init = tc.get("init")
     if init:
         training = chain_stages(_training_record(Path(init)), training)
     return export_module(model, arch, cfg, model_id, out_dir, description=description, training=training,

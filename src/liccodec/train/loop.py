@@ -131,6 +131,13 @@ class Trainer:
             if self.perceptual.disc is not None:
                 self.disc_opt = torch.optim.Adam(self.perceptual.disc.parameters(), lr=self.cfg.disc_lr,
                                                  betas=(0.5, 0.999))
+        self.distiller = None
+        if self.cfg.distilling:
+            from liccodec.train.distill import Distiller
+
+            # built last: the student is final, and the teacher is no part of the optimizer or the EMA
+            self.distiller = Distiller(self.cfg, self.model, self.device)
+            print(f"teacher: {self.cfg.teacher} (sha256 {self.distiller.sha256[:16]}...), frozen", file=sys.stderr)
         self.data = CropSampler(self.cfg.data, self.cfg.seed, holdout=self.cfg.holdout,
                                 captions=read_captions(self.cfg.captions) if self.cfg.captions else None)
         self.state = TrainState()
@@ -150,6 +157,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "data_rng": self.data.state(),
+            # the teacher itself is not saved: a resume rebuilds it from its file, which must not have changed
+            "teacher_sha256": self.distiller.sha256 if self.distiller is not None else None,
         }
 
     def save(self, name: str = "last.pt") -> Path:
@@ -162,6 +171,13 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         ck = load_checkpoint(path, self.device)
+        was = ck.get("teacher_sha256")
+        if self.distiller is not None and was is not None and was != self.distiller.sha256:
+            from liccodec.errors import UsageError
+
+            raise UsageError(f"{path} was trained against a teacher with sha256 {was[:16]}..., but "
+                             f"{self.cfg.teacher} now has {self.distiller.sha256[:16]}...; a resumed run "
+                             "would not continue the same one (start a new run from an export instead)")
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.opt.load_state_dict(ck["opt"])
@@ -193,19 +209,29 @@ class Trainer:
         x = x.to(self.device)
         levels = model.cfg.levels
         level = cfg.level_of(torch.rand(x.shape[0], device=self.device), levels)
+        targets = gaussians = None
         with _autocast(self.device, self.amp):
-            bpp, mse, out = rd_terms(model, x, level, captions)
+            if self.distiller is not None:
+                targets = self.distiller.targets(x, level, captions)
+                with self.distiller.recording() as gaussians:
+                    bpp, mse, out = rd_terms(model, x, level, captions)
+            else:
+                bpp, mse, out = rd_terms(model, x, level, captions)
         lam = model.lambda_at(level)
         dist = cfg.mse_weight * lam * 255.0**2 * mse
         extra: dict[str, float] = {}
+        if self.distiller is not None:
+            d_loss, extra = self.distiller.loss(out, gaussians, targets, lam)
+            dist = dist + d_loss
         context = None
         if self.perceptual is not None:
             with _autocast(self.device, self.amp):
                 context = self.perceptual.context(x, out.y_hat)
-                p_loss, extra = self.perceptual.generator(x, out.x_hat, self.state.step >= cfg.disc_start,
+                p_loss, p_log = self.perceptual.generator(x, out.x_hat, self.state.step >= cfg.disc_start,
                                                           context)
             dist = dist + p_loss
-        loss = (dist + cfg.rate_weight(bpp, level, levels) * bpp).mean()
+            extra.update(p_log)
+        loss = (dist + cfg.bpp_weight * cfg.rate_weight(bpp, level, levels) * bpp).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip > 0:
