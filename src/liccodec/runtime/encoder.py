@@ -151,7 +151,7 @@ class Encoder(ExactModel):
         code_slices(self.cc, self.thresholds, scales_q, means_q, tile, encode)
         return streams_of(writer)
 
-    # -- the whole -----------------------------------------------------------------------------
+    # -- the quality-dependent half ----------------------------------------------------------------
     def compress_latent(self, y: np.ndarray, q_milli: int, tiles: TilePolicy | None = None,
                         qmap: np.ndarray | None = None) -> dict[str, bytes]:
         """The quality-dependent half: code y at ``q_milli`` (the base quality when ``qmap``,
@@ -161,11 +161,6 @@ class Encoder(ExactModel):
         tile = tiles.core(self.y_stride) if tiles.applies(*hw) else None
         y_g, z_g = self.hyper_analysis(y, q_milli, tile, qmap)
         return self.code(y_g, z_g, q_milli, tile)
-
-    def compress(self, x: np.ndarray, q_milli: int, tiles: TilePolicy | None = None,
-                 qmap: np.ndarray | None = None) -> dict[str, bytes]:
-        """x (H, W, 3) float32 in [0, 1], padded -> streams: ``compress_latent(analysis(x))``."""
-        return self.compress_latent(self.analysis(x, tiles), q_milli, tiles, qmap)
 
 
 def load_encoder(model_id: str) -> Encoder:
