@@ -148,7 +148,13 @@ def test_golden_file_decodes_to_its_latents(name):
     assert hashlib.sha256(data).hexdigest() == entry["sha256"]
     assert _latent_hash(data) == entry["latents_sha256"]
     assert _latent_hash(data, tile=4) == entry["latents_sha256"]  # tiled decoding: same integers
-    # the numpy decoder that lic decode runs: the same integers, whole and tiled
+    # the numpy decoder that lic decode runs (for its architectures; the zoo's decode in torch):
+    # the same integers, whole and tiled
+    from liccodec import runtime
+    from liccodec.weights import get_spec
+
+    if get_spec(entry["model"]).arch not in runtime.SUPPORTED:
+        return
     assert _latent_hash(data, numpy=True) == entry["latents_sha256"]
     assert _latent_hash(data, tile=4, numpy=True) == entry["latents_sha256"]
 
