@@ -13,8 +13,9 @@ within an ulp of a rounding boundary may land on its other side: the torch model
 re-encode, which wrote the files, is compared byte for byte where the environment equals
 the one that wrote them (``env`` in the JSON), and elsewhere only to within a few symbols.
 ``lic encode`` runs the numpy encoder (``liccodec.runtime.encoder``, fp32 through numpy's
-BLAS) for these models; it wrote all twelve files byte for byte on the machine that made
-them, but its rounding depends on the BLAS, not on ``env``, so it is held to a few symbols.
+BLAS) for msh and charm models; it wrote all twelve of their files byte for byte on the
+machine that made them, but its rounding depends on the BLAS, not on ``env``, so it is held to
+a few symbols.
 
 Regenerate (only when a format or weights change is intended):
 ``LICCODEC_PRECISION=fp32 python tests/test_golden.py``.
