@@ -63,8 +63,8 @@ def test_profile_splits_encode_and_decode_into_stages(tiny, photo, tmp_path):
         assert getattr(p, side)[stage] > 0, (side, stage)
     for side in (p.encode, p.decode):
         assert abs(sum(v for k, v in side.items() if k != "total") - side["total"]) < 1e-9
-    assert set(p.startup) == {"import lic CLI", "load + verify weights, numpy decoder (decode)",
-                              "import torch (encode)", "load + verify weights, torch model (encode)"}
+    assert set(p.startup) == {"import lic CLI", "load + verify weights, numpy decoder",
+                              "build the numpy encoder on them"}  # msh: no torch in either direction
 
 
 def test_bench_command_times_lic_processes(tiny, tmp_path, photo, monkeypatch):

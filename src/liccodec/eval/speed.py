@@ -241,22 +241,31 @@ import time, sys
 t0 = time.perf_counter(); import liccodec.cli.main; t1 = time.perf_counter()
 from liccodec import runtime
 from liccodec.weights import get_spec
-if get_spec(sys.argv[1]).arch in runtime.SUPPORTED: runtime.load_decoder(sys.argv[1])
-t2 = time.perf_counter()
-import torch; t3 = time.perf_counter()
-from liccodec.weights import load_model; load_model(sys.argv[1]); t4 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+if get_spec(sys.argv[1]).arch in runtime.SUPPORTED:
+    runtime.load_decoder(sys.argv[1]); t2 = time.perf_counter()
+    from liccodec.runtime.encoder import load_encoder
+    load_encoder(sys.argv[1]); t3 = time.perf_counter()
+    print("numpy", t1 - t0, t2 - t1, t3 - t2)
+else:
+    import torch; t2 = time.perf_counter()
+    from liccodec.weights import load_model; load_model(sys.argv[1]); t3 = time.perf_counter()
+    print("torch", t1 - t0, t2 - t1, t3 - t2)
 """
 
 
 def startup_costs(model: str) -> dict[str, float]:
-    """Seconds a fresh ``lic`` process spends before it codes: its own imports; for decoding,
-    reading and verifying (sha256) the weights into the numpy decoder; for encoding,
-    importing torch and building the torch model (verified too)."""
+    """Seconds a fresh ``lic`` process spends before it codes: its own imports, then for the
+    architectures the numpy codec runs, reading and verifying (sha256) the weights into the
+    numpy decoder and building the numpy encoder (which shares them in one process; a
+    ``lic encode`` process pays both); for the others, importing torch and building the
+    torch model (verified too), which both directions pay."""
     res = subprocess.run([sys.executable, "-c", _STARTUP, model], capture_output=True, text=True, check=True)
-    cli, decoder, torch_s, weights = map(float, res.stdout.split())
-    return {"import lic CLI": cli, "load + verify weights, numpy decoder (decode)": decoder,
-            "import torch (encode)": torch_s, "load + verify weights, torch model (encode)": weights}
+    kind, *times = res.stdout.split()
+    cli, first, second = map(float, times)
+    if kind == "numpy":
+        return {"import lic CLI": cli, "load + verify weights, numpy decoder": first,
+                "build the numpy encoder on them": second}
+    return {"import lic CLI": cli, "import torch": first, "load + verify weights, torch model": second}
 
 
 # ---- the report ----------------------------------------------------------------------
