@@ -182,3 +182,20 @@ def test_a_teacher_with_a_base_is_assembled_from_its_chain(data_dir, tmp_path, t
     b, _ = load_teacher(delta)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
+
+
+def test_the_cli_refuses_a_bad_recipe_with_a_usage_error(data_dir, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from liccodec.cli.main import main
+
+    def run(extra: str):
+        cfg = tmp_path / "r.toml"
+        cfg.write_text(f'[model]\narch = "msh"\nN = 8\nM = 12\nlambdas = [0.01, 0.05]\n[train]\n'
+                       f'data = "{data_dir}"\nout = "{tmp_path / "run"}"\n{extra}\n')
+        return CliRunner().invoke(main, ["train", "--config", str(cfg)])
+
+    r = run("distill_x = 1.0")
+    assert r.exit_code == 2 and "need a teacher" in r.output
+    r = run(f'distill_x = 1.0\nteacher = "{tmp_path / "gone.safetensors"}"')
+    assert r.exit_code == 7 and "no such weights file" in r.output

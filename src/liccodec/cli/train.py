@@ -28,10 +28,14 @@ def train(config_path: str, out: str | None, resume: bool, max_minutes: float | 
     recipe as run. Stop it any time (Ctrl-C loses at most ckpt_every_s of work, or use
     --max-minutes) and run the same command again to continue.
     """
+    from liccodec.errors import UsageError
     from liccodec.train.config import Recipe
     from liccodec.train.loop import Trainer
 
-    recipe = Recipe.load(config_path)
+    try:
+        recipe = Recipe.load(config_path)
+    except ValueError as e:  # a field out of range or inconsistent, unknown keys, bad TOML
+        raise UsageError(f"{config_path}: {e}") from None
     if out:
         recipe.train.out = out
     if steps:
