@@ -202,24 +202,39 @@ def gdn_layers(t: dict[str, np.ndarray], prefix: str, transposed: bool) -> list[
     return layers
 
 
-class Synthesis:
-    """``g_s`` of the msh family: transposed 5x5 stride-2 convolutions with IGDNs between."""
+class GdnTransform:
+    """A GDN transform of the msh family on (H, W, C) float32: 5x5 stride-2 convolutions with
+    GDNs between (``g_a``), or transposed ones with inverse GDNs (``g_s``, ``transposed``)."""
 
-    def __init__(self, t: dict[str, np.ndarray], prefix: str = "g_s"):
-        self.layers = gdn_layers(t, prefix, transposed=True)
+    def __init__(self, t: dict[str, np.ndarray], prefix: str, transposed: bool):
+        self.transposed = transposed
+        self.layers = gdn_layers(t, prefix, transposed=transposed)
 
     def axis_ops(self) -> list[tuple[bool, int, int, int]]:
-        return [(True, layer[3], 2, layer[3] // 2) for layer in self.layers if layer[0] == "deconv"]
+        kind = "deconv" if self.transposed else "conv"
+        return [(self.transposed, layer[3], 2, layer[3] // 2) for layer in self.layers if layer[0] == kind]
 
-    def __call__(self, y: np.ndarray) -> np.ndarray:
-        """(1, M, h, w) float32 -> (1, 3, 16h, 16w) clipped to [0, 1]."""
-        x = np.ascontiguousarray(y[0].transpose(1, 2, 0), dtype=np.float32)
+    def run(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
             if layer[0] == "gdn":
-                x = gdn(x, layer[1], layer[2], inverse=True)
-            else:
+                x = gdn(x, layer[1], layer[2], inverse=self.transposed)
+            elif self.transposed:
                 _, w, b, k = layer
                 x = conv_transpose2d(x, w, b, 2, k // 2, 1)
+            else:
+                _, w, b, k = layer
+                x = conv2d(x, w, b, 2, k // 2)
+        return x
+
+
+class Synthesis(GdnTransform):
+    """``g_s``: (1, M, h, w) float32 -> (1, 3, 16h, 16w) clipped to [0, 1]."""
+
+    def __init__(self, t: dict[str, np.ndarray], prefix: str = "g_s"):
+        super().__init__(t, prefix, transposed=True)
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        x = self.run(np.ascontiguousarray(y[0].transpose(1, 2, 0), dtype=np.float32))
         return np.clip(x, 0.0, 1.0).transpose(2, 0, 1)[None]
 
 

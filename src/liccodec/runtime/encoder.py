@@ -28,33 +28,22 @@ import numpy as np
 
 from liccodec.entropy import StreamWriter, streams_of
 from liccodec.fixedpoint import ACT_BITS, Z_LIMIT
-from liccodec.runtime import ExactModel, code_slices, gain_at, gdn_layers, model_tensors
-from liccodec.runtime.ops import conv2d, gdn
+from liccodec.runtime import ExactModel, GdnTransform, code_slices, gain_at, model_tensors
+from liccodec.runtime.ops import conv2d
 from liccodec.tiling import Geometry, TilePolicy, run_tiled
 
 #: the slope of the hyper-analysis' ``nn.LeakyReLU`` (torch's default)
 LEAKY_SLOPE = np.float32(0.01)
 
 
-class Analysis:
-    """``g_a`` of the msh family: 5x5 stride-2 convolutions with GDNs between."""
+class Analysis(GdnTransform):
+    """``g_a``: (1, 3, H, W) float32 in [0, 1] -> y, (1, M, H/16, W/16) float32."""
 
     def __init__(self, t: dict[str, np.ndarray], prefix: str = "g_a"):
-        self.layers = gdn_layers(t, prefix, transposed=False)
-
-    def axis_ops(self) -> list[tuple[bool, int, int, int]]:
-        return [(False, layer[3], 2, layer[3] // 2) for layer in self.layers if layer[0] == "conv"]
+        super().__init__(t, prefix, transposed=False)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """(1, 3, H, W) float32 in [0, 1] -> y, (1, M, H/16, W/16) float32."""
-        h = np.ascontiguousarray(x[0].transpose(1, 2, 0), dtype=np.float32)
-        for layer in self.layers:
-            if layer[0] == "gdn":
-                h = gdn(h, layer[1], layer[2], inverse=False)
-            else:
-                _, w, b, k = layer
-                h = conv2d(h, w, b, 2, k // 2)
-        return h.transpose(2, 0, 1)[None]
+        return self.run(np.ascontiguousarray(x[0].transpose(1, 2, 0), dtype=np.float32)).transpose(2, 0, 1)[None]
 
 
 class HyperAnalysis:
