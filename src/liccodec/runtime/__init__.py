@@ -383,15 +383,21 @@ class Decoder(ExactModel):
 
 def load_decoder(model_id: str) -> Decoder:
     """The decoder of a shipped model: weights verified against the manifest's sha256."""
+    return load_part(Decoder, model_id)
+
+
+def load_part(cls: type, model_id: str):
+    """``cls`` (the numpy ``Decoder`` or ``encoder.Encoder``) of a shipped model, built once
+    per process from its verified weights."""
     from liccodec.weights import get_spec
 
     spec = get_spec(model_id)
-    return _load(spec, str(spec.path))
+    return _load(cls, spec, str(spec.path))
 
 
-@lru_cache(maxsize=4)
-def _load(spec, path: str) -> Decoder:
-    return Decoder(spec.arch, dict(spec.config), model_tensors(spec, path))
+@lru_cache(maxsize=8)
+def _load(cls: type, spec, path: str):
+    return cls(spec.arch, dict(spec.config), model_tensors(spec, path))
 
 
 #: what the numpy encoder and decoder read of a weights file

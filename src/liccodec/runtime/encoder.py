@@ -22,13 +22,12 @@ coder's parameters from the symbols alone.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 
 import numpy as np
 
 from liccodec.entropy import StreamWriter, streams_of
 from liccodec.fixedpoint import ACT_BITS, Z_LIMIT
-from liccodec.runtime import ExactModel, GdnTransform, code_slices, gain_at, model_tensors
+from liccodec.runtime import ExactModel, GdnTransform, code_slices, gain_at, load_part
 from liccodec.runtime.ops import conv2d
 from liccodec.tiling import Geometry, TilePolicy, run_tiled
 
@@ -154,12 +153,4 @@ class Encoder(ExactModel):
 
 def load_encoder(model_id: str) -> Encoder:
     """The encoder of a shipped model: weights verified against the manifest's sha256."""
-    from liccodec.weights import get_spec
-
-    spec = get_spec(model_id)
-    return _load(spec, str(spec.path))
-
-
-@lru_cache(maxsize=4)
-def _load(spec, path: str) -> Encoder:
-    return Encoder(spec.arch, dict(spec.config), model_tensors(spec, path))
+    return load_part(Encoder, model_id)
