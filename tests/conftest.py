@@ -39,7 +39,8 @@ def build_tiny(seed: int = 0, arch: str = "msh"):
 def liven(model) -> None:
     """Random weights give a tiny latent and tiny predicted scales: make the latent non-trivial
     and the predicted scales plausible, so that the rate checks mean something; and give the
-    zero-initialised corrections (slice networks, residual prediction) random weights."""
+    zero-initialised corrections (slice networks, residual prediction, the new inputs of a
+    widened layer) random weights."""
     model.g_a[-1].weight.mul_(8)
     h_s = getattr(model.latent, "h_s", None)
     if h_s is not None:
@@ -48,6 +49,9 @@ def liven(model) -> None:
         w = getattr(m, "weight", None)
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and not w.any():
             w.normal_(0, 0.05)
+        extra = getattr(m, "extra", None)  # nn.layers.WidenedConv2d
+        if isinstance(m, torch.nn.Conv2d) and extra is not None and not extra.any():
+            extra.normal_(0, 0.05)
 
 
 @pytest.fixture(scope="session")

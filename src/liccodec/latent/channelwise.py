@@ -97,8 +97,18 @@ class ChannelConditional(SlicedHyperprior):
 
     def _build_training_parts(self, N: int, M: int) -> None:
         super()._build_training_parts(N, M)
-        c = M // self.slices
-        self.cc = nn.ModuleList(correction_net((i + 2) * c, self.hidden, 2 * c) for i in range(self.slices))
+        c, extra = M // self.slices, self._extra_context()
+        self.cc = nn.ModuleList(correction_net((i + 2) * c, self.hidden, 2 * c, c_extra=extra)
+                                for i in range(self.slices))
+
+    def _extra_context(self) -> int:
+        """Channels that each slice network reads after its context (s_i, m_i, y_hat_<i): none
+        here; a subclass that adds context (``latent.dictionary``) says how many."""
+        return 0
+
+    def _correct(self, i: int, ctx: Tensor) -> Tensor:
+        """Training: slice i's correction (d_s, d_m) from its context ``concat(s_i, m_i, y_hat_<i)``."""
+        return self.cc[i](ctx)
 
     training_only = (*GainedHyperprior.training_only, "cc.")
 
@@ -112,9 +122,9 @@ class ChannelConditional(SlicedHyperprior):
 
     def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
         liks, y_hats, final_means = [], [], []
-        for i, net in enumerate(self.cc):
+        for i in range(self.slices):
             s, m = self._part(scales, i), self._part(means, i)
-            d_s, d_m = net(torch.cat([s, m, *y_hats], dim=1)).chunk(2, dim=1)
+            d_s, d_m = self._correct(i, torch.cat([s, m, *y_hats], dim=1)).chunk(2, dim=1)
             with torch.autocast(y_g.device.type, enabled=False):
                 # add in fp32: under bf16 autocast a bf16 sum would round the means again
                 final_means.append(m.float() + d_m.float())
@@ -137,11 +147,16 @@ class ChannelConditional(SlicedHyperprior):
 
         if len(ex.cc) != self.slices:
             raise ValueError(f"weights carry {len(ex.cc)} slice networks, the model has {self.slices} slices")
-        syms, mq = runtime.code_slices([net._exact for net in ex.cc], ex.thresholds.numpy(),
+        syms, mq = runtime.code_slices(self._slice_nets(ex), ex.thresholds.numpy(),
                                        scales_q.to(torch.int64).numpy(), means_q.to(torch.int64).numpy(), tile,
                                        lambda i, index, m: code(i, torch.from_numpy(index),
                                                                 torch.from_numpy(m)).numpy())
         return torch.from_numpy(syms), torch.from_numpy(mq)
+
+    def _slice_nets(self, ex: ChannelExact) -> list:
+        """The exact slice networks that ``runtime.code_slices`` runs: numpy callables from a
+        slice's context to its (d_s, d_m), with ``axis_ops()`` for tiling."""
+        return [net._exact for net in ex.cc]
 
     def _encode_y(self, ex: ChannelExact, y_g: Tensor, scales_q: Tensor, means_q: Tensor,
                   writer: StreamWriter, tile: int | None) -> tuple[Tensor, Tensor]:

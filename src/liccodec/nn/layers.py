@@ -16,12 +16,62 @@ def deconv(c_in: int, c_out: int, kernel: int = 5, stride: int = 2) -> nn.ConvTr
     )
 
 
-def correction_net(c_in: int, hidden: int, c_out: int, kernel: int = 3) -> nn.Sequential:
+class WidenedConv2d(nn.Conv2d):
+    """A stride-1 convolution over ``concat(x, e)``: ``c_in`` inputs ``x`` that a narrower
+    layer already had, under that layer's names (``weight``, ``bias``), and ``c_extra`` new
+    inputs ``e`` with their own weights (``extra``, no bias of their own).
+
+    It computes ``conv(x; weight, bias) + conv(e; extra)``, so shipped weights of the narrower
+    layer load as they are. ``extra`` starts at zero: until it has learned, the output is the
+    narrower layer's bit for bit whatever the new inputs carry (``conv(e; 0) = 0`` exactly), and
+    so is its integer export (the same weights, hence the same shift). It exports as one
+    integer layer over the concatenation (:meth:`to_integer`) and is rebuilt from one
+    (:meth:`from_integer`, what a warm start calls)."""
+
+    def __init__(self, c_in: int, c_extra: int, c_out: int, kernel: int = 3):
+        super().__init__(c_in, c_out, kernel, padding=kernel // 2)
+        self.extra = nn.Parameter(torch.zeros(c_out, c_extra, kernel, kernel))
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.in_channels
+        # the narrow part as its own contiguous tensor: the same call, hence the same sums,
+        # as the narrower layer makes on that input
+        return super().forward(x[:, :c].contiguous()) + F.conv2d(x[:, c:], self.extra.to(x.dtype), None,
+                                                                  padding=self.padding)
+
+    def to_integer(self, relu: bool) -> list:
+        """One integer layer over ``concat(x, e)`` (``IntegerNet.from_float`` calls this)."""
+        from liccodec.nn.integer import IntLayer
+
+        plain = nn.Conv2d(self.in_channels + self.extra.shape[1], self.out_channels, self.kernel_size,
+                          padding=self.padding)
+        with torch.no_grad():
+            plain.weight.copy_(torch.cat([self.weight, self.extra], dim=1))
+            plain.bias.copy_(self.bias)
+        return [IntLayer.from_float(plain, relu, "widened convolution")]
+
+    def from_integer(self, weight: Tensor, bias: Tensor) -> dict[str, Tensor]:
+        """Float parameters (names relative to the layer) from an exported layer's dequantized
+        ``weight`` and ``bias``: over ``concat(x, e)``, or over ``x`` alone (the narrower
+        layer's export, whose ``extra`` then keeps its initialisation)."""
+        c = self.in_channels
+        if weight.shape[1] not in (c, c + self.extra.shape[1]):
+            raise ValueError(f"an integer layer of {weight.shape[1]} inputs does not fit {c} + {self.extra.shape[1]}")
+        out = {"weight": weight[:, :c], "bias": bias}
+        if weight.shape[1] > c:
+            out["extra"] = weight[:, c:]
+        return out
+
+
+def correction_net(c_in: int, hidden: int, c_out: int, kernel: int = 3, c_extra: int = 0) -> nn.Sequential:
     """Three ``kernel`` x ``kernel`` convolutions with ReLUs between; the last starts at zero,
     so a freshly built network is a zero correction (what lets a richer entropy model start
-    exactly where the model it extends stands)."""
+    exactly where the model it extends stands). ``c_extra`` > 0 appends that many inputs
+    through a :class:`WidenedConv2d`: the network of ``c_in`` inputs plus new ones that
+    change nothing until their weights have learned."""
+    first = WidenedConv2d(c_in, c_extra, hidden, kernel) if c_extra else conv(c_in, hidden, kernel, 1)
     net = nn.Sequential(
-        conv(c_in, hidden, kernel, 1), nn.ReLU(inplace=True),
+        first, nn.ReLU(inplace=True),
         conv(hidden, hidden, kernel, 1), nn.ReLU(inplace=True),
         conv(hidden, c_out, kernel, 1),
     )

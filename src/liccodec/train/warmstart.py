@@ -115,7 +115,11 @@ def _float_from_integer(net: nn.Sequential, tensors: dict[str, Tensor], name: st
     if len(exact) != len(layers):
         raise ValueError(f"integer {name} has {len(exact)} layers, the model {len(layers)}")
     out = {}
-    for (n, _), il in zip(layers, exact):
-        out[f"latent.{name}.{n}.weight"] = il.weight.double().div(2.0**il.shift).float()
-        out[f"latent.{name}.{n}.bias"] = il.bias.double().div(2.0 ** (il.shift + ACT_BITS)).float()
+    for (n, m), il in zip(layers, exact):
+        weight = il.weight.double().div(2.0**il.shift).float()
+        bias = il.bias.double().div(2.0 ** (il.shift + ACT_BITS)).float()
+        # a layer that exports itself its own way rebuilds itself too (nn.layers.WidenedConv2d)
+        rebuild = getattr(m, "from_integer", None)
+        params = rebuild(weight, bias) if callable(rebuild) else {"weight": weight, "bias": bias}
+        out.update({f"latent.{name}.{n}.{k}": v for k, v in params.items()})
     return out
