@@ -16,6 +16,10 @@ Q_UNIT = 1000                 # qualities travel as integers in thousandths
 GAIN_BITS = 16                # fixed-point bits of the exported inverse hyper-gains
 Z_LIMIT = 1 << 15             # |z symbol| bound (keeps the integer gain product inside int64)
 
+# the integer softmax of the dictionary attention (liccodec.nn.dictionary)
+LOGIT_BITS = 8                # attention logits in units of 2**-8 (nat)
+EXP_BITS = 16                 # its exp table in units of 2**-16: exp(0) = 1 << EXP_BITS
+
 # container streams: the rANS words of every latent (in decoding order) and their escapes
 LATENT_STREAM = "ans"
 ESCAPE_STREAM = "esc"
