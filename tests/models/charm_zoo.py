@@ -46,6 +46,39 @@ def warm(arch: str, path, **cfg):
     return model, warm_start(model, path)
 
 
+def recipe_config(recipe: str, arch: str):
+    """The model config of the recipe ``docs/<recipe>``, checked to be an ``arch`` that starts
+    from charm.mse with charm.mse's config (N, M, slices, hidden, lrp) and, where that file
+    is here, its lambdas."""
+    from liccodec.train.config import Recipe
+    from liccodec.train.warmstart import source_lambdas
+
+    r = Recipe.load(REPO / "docs" / recipe)
+    assert r.arch == arch and r.train.init == "models/charm.mse.safetensors"
+    cfg = get_arch(arch).config(**r.model)
+    assert (cfg.N, cfg.M, cfg.slices, cfg.hidden, cfg.lrp) == (128, 192, 6, 64, True)
+    if not CHARM_MSE.exists():
+        pytest.skip(f"{CHARM_MSE} not present")
+    assert list(cfg.lambdas) == source_lambdas(CHARM_MSE)
+    return cfg
+
+
+def recipe_start(recipe: str):
+    """The model of the recipe ``docs/<recipe>`` and the charm of its config, both
+    warm-started from charm.mse; and the state names the warm start left fresh in the model."""
+    from dataclasses import fields
+
+    from liccodec.train.config import Recipe
+    from liccodec.train.warmstart import warm_start
+
+    r = Recipe.load(REPO / "docs" / recipe)
+    keep = {f.name for f in fields(get_arch("charm").config_cls)}
+    charm = get_arch("charm").build(**{k: v for k, v in r.model.items() if k in keep})
+    model = get_arch(r.arch).build(**r.model)
+    warm_start(charm, CHARM_MSE)
+    return charm, model, warm_start(model, CHARM_MSE)
+
+
 def assert_starts_as(charm, model, fresh: list[str], blocks: tuple[str, ...], x: torch.Tensor,
                      level: torch.Tensor) -> None:
     """Warm-started from the same weights, ``model`` has left only its blocks (and the z

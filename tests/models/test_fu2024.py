@@ -1,8 +1,6 @@
 """WeConvene (arch ``weconv``): each of the paper's two parts is one flag, and a warm start
 from a shipped charm model gives charm's transforms exactly (the whole charm model with the
 wavelet-domain entropy model switched off)."""
-from dataclasses import fields
-
 import pytest
 import torch
 
@@ -11,8 +9,8 @@ from liccodec.latent.wavelet import WaveletChannel
 from liccodec.models import get_arch
 from liccodec.nn.weconv import WaveletConv
 
-from charm_zoo import (CHARM_MSE, REPO, Z_PRIOR, assert_charm_plus, assert_starts_as, image, needs_charm_mse,
-                       shapes, warm)
+from charm_zoo import (Z_PRIOR, assert_charm_plus, assert_starts_as, image, needs_charm_mse, recipe_config,
+                       recipe_start, shapes, warm)
 
 BLOCKS = ("g_a.weconv", "g_s.weconv")
 
@@ -72,31 +70,15 @@ def test_warm_started_from_charm_with_wecharm_the_transforms_are_charms(charm_fi
 
 
 def test_the_recipe_starts_from_charm_mse_with_its_lambdas():
-    from liccodec.train.config import Recipe
-    from liccodec.train.warmstart import source_lambdas
-
-    recipe = Recipe.load(REPO / "docs" / "weconv.toml")
-    assert recipe.arch == "weconv" and recipe.train.init == "models/charm.mse.safetensors"
-    cfg = get_arch("weconv").config(**recipe.model)
-    assert cfg.weconv and cfg.wecharm and (cfg.N, cfg.M, cfg.slices, cfg.hidden, cfg.lrp) == (128, 192, 6, 64, True)
-    if not CHARM_MSE.exists():
-        pytest.skip(f"{CHARM_MSE} not present")
-    assert list(cfg.lambdas) == source_lambdas(CHARM_MSE)
+    cfg = recipe_config("weconv.toml", "weconv")
+    assert cfg.weconv and cfg.wecharm
 
 
 @pytest.mark.slow
 @needs_charm_mse
 def test_the_real_size_model_starts_at_charm_mse():
     """The recipe's model warm-started from charm.mse: its transforms are charm.mse's."""
-    from liccodec.train.config import Recipe
-    from liccodec.train.warmstart import warm_start
-
-    recipe = Recipe.load(REPO / "docs" / "weconv.toml")
-    keep = {f.name for f in fields(get_arch("charm").config_cls)}
-    charm = get_arch("charm").build(**{k: v for k, v in recipe.model.items() if k in keep})
-    weconv = get_arch("weconv").build(**recipe.model)
-    warm_start(charm, CHARM_MSE)
-    warm_start(weconv, CHARM_MSE)
+    charm, weconv, _ = recipe_start("weconv.toml")
     x = image(128, 128, seed=2)
     with torch.no_grad():
         y = charm.eval().g_a(x)
