@@ -328,7 +328,9 @@ def conv_macs(model: str, side: int = 256) -> dict[str, float]:
 
     def hook(name: str):
         def count(m, inputs, out):
-            taps = m.weight.shape[2] * m.weight.shape[3] * m.in_channels // m.groups * m.out_channels
+            extra = getattr(m, "extra", None)  # nn.layers.WidenedConv2d reads its new inputs too
+            c_in = m.in_channels + (extra.shape[1] if isinstance(extra, torch.Tensor) else 0)
+            taps = m.weight.shape[2] * m.weight.shape[3] * c_in // m.groups * m.out_channels
             x = inputs[0] if isinstance(m, nn.ConvTranspose2d) else out
             macs[part(name)] += x.numel() // x.shape[1] * taps
         return count
