@@ -36,10 +36,13 @@ def test_conv2d_is_torchs(k, stride, pad):
 
 
 @pytest.mark.parametrize("block", [1 << 21, 64])  # one block of rows, or a block a row
-@pytest.mark.parametrize("co", [3, 24])  # the scatter path (few outputs) and the phase convolution
+# float32: the scatter path (few outputs) and the phase convolution; float64: the scatter path,
+# channel-first (few outputs) and channel-last
+@pytest.mark.parametrize("co", [3, 24])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k,stride,pad,out_pad", [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (3, 1, 1, 0),
                                                   (5, 3, 2, 2), (2, 2, 0, 0)])
-def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad, co, block, monkeypatch):
+def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad, dtype, co, block, monkeypatch):
     monkeypatch.setattr("liccodec.runtime.ops.BLOCK_ELEMENTS", block)
     rng = np.random.default_rng(k * 10 + stride)
     x = rng.normal(size=(1, 5, 7, 9))
@@ -47,8 +50,11 @@ def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad, co, block, monkeypa
     b = rng.normal(size=co)
     ref = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, pad,
                              out_pad)[0].numpy()
-    out = conv_transpose2d(x[0].transpose(1, 2, 0), w, b, stride, pad, out_pad)
-    np.testing.assert_allclose(out.transpose(2, 0, 1), ref, rtol=1e-12, atol=1e-12)
+    out = conv_transpose2d(x[0].transpose(1, 2, 0).astype(dtype), w.astype(dtype), b.astype(dtype), stride, pad,
+                           out_pad)
+    assert out.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(out.transpose(2, 0, 1), ref, rtol=tol, atol=tol)
 
 
 def test_integer_sums_are_exact_in_float64():

@@ -11,10 +11,10 @@ every machine, thread count and batch size. A float (de)conv/ReLU stack is expor
 
 The accumulation itself runs as a float64 convolution over integer-valued tensors. That
 is exact whatever the summation order, because export checks that every partial sum is
-below 2**53 (so no rounding ever happens); the result is converted back to int64 before
-anything else touches it. The arithmetic itself is ``liccodec.runtime.IntegerLayer``'s,
-the numpy decoder's: these classes export, store and call it, so the encoder and the
-decoder run one implementation.
+below 2**53 (so no rounding ever happens), and so is the requantization that follows on
+those values (``liccodec.runtime.IntegerLayer`` says why). The arithmetic itself is
+``liccodec.runtime.IntegerLayer``'s, the numpy decoder's: these classes export, store and
+call it, so the encoder and the decoder run one implementation.
 """
 from __future__ import annotations
 
@@ -75,8 +75,9 @@ class IntLayer:
 
     def __call__(self, x: Tensor) -> Tensor:
         """(B, Ci, H, W) int64 -> (B, Co, Ho, Wo) int64 (the input is not clipped here)."""
-        out = [self._exact(image.permute(1, 2, 0).numpy()).transpose(2, 0, 1) for image in x.to(torch.int64)]
-        return torch.from_numpy(np.stack(out))
+        out = [self._exact(image.permute(1, 2, 0).numpy().astype(np.float64)).transpose(2, 0, 1)
+               for image in x.to(torch.int64)]
+        return torch.from_numpy(np.stack(out).astype(np.int64))
 
 
 class IntegerNet:

@@ -34,7 +34,8 @@ import numpy as np
 
 from liccodec.entropy import StreamReader, TableSet, reader_of
 from liccodec.errors import FormatError, ModelError
-from liccodec.fixedpoint import ACT_BITS, ACT_CLIP, GAIN_BITS, Q_UNIT, Z_LIMIT, level_of_quality, level_split
+from liccodec.fixedpoint import (ACT_BITS, ACT_CLIP, EXACT_LIMIT, GAIN_BITS, Q_UNIT, Z_LIMIT, level_of_quality,
+                                 level_split)
 from liccodec.runtime.ops import conv2d, conv_transpose2d, gdn
 from liccodec.tiling import Geometry, TilePolicy, run_tiled
 
@@ -46,11 +47,17 @@ SUPPORTED = ("msh", "charm")
 @dataclass(frozen=True)
 class IntegerLayer:
     """One exported integer (transposed) convolution: the one implementation of the exact
-    arithmetic, which the torch models' ``liccodec.nn.integer`` runs too."""
+    arithmetic, which the torch models' ``liccodec.nn.integer`` runs too.
+
+    Activations stay float64 holding integers from layer to layer, and the requantization
+    runs there too, as floor((acc + bias + 2**(shift - 1)) * 2**-shift): every value it
+    touches is an integer below 2**53 (checked in :meth:`build`), so the sum is exact,
+    scaling by a power of two is exact, and the result is the integer rounding shift's
+    without a conversion to int64 and back around each layer."""
 
     deconv: bool
     weight: np.ndarray   # float64 holding integers: (k, k, Ci, Co) for conv, (Ci, Co, k, k) for deconv
-    bias: np.ndarray     # int64, at scale 2**(shift + ACT_BITS)
+    offset: np.ndarray   # float64 holding bias + 2**(shift - 1), the bias at scale 2**(shift + ACT_BITS)
     shift: int
     stride: int
     padding: int
@@ -62,10 +69,17 @@ class IntegerLayer:
               output_padding: int, relu: bool) -> "IntegerLayer":
         """From the exported form: integer weights in torch's layout ((Co, Ci, k, k) for a
         convolution, (Ci, Co, k, k) for a transposed one)."""
-        w = np.asarray(weight).astype(np.float64)
-        if not deconv:
-            w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
-        return cls(bool(deconv), w, np.asarray(bias).astype(np.int64), int(shift), int(stride), int(padding),
+        weight, shift = np.asarray(weight), int(shift)
+        offset = np.asarray(bias).astype(np.int64) + (1 << (shift - 1))
+        per_out = np.abs(weight.astype(np.int64)).sum(axis=(0, 2, 3) if deconv else (1, 2, 3))
+        if int(per_out.max()) * ACT_CLIP + int(np.abs(offset).max()) >= EXACT_LIMIT:
+            raise ModelError("an integer layer's sums can leave the range float64 holds exactly")
+        # a transposed convolution's weights are stored (Ci, k, k, Co) and seen in torch's
+        # layout, so that ops._scatter_transpose2d's (Ci, k*k*Co) matrix of them is a view
+        w = weight.transpose(0, 2, 3, 1) if deconv else weight.transpose(2, 3, 1, 0)
+        w = w.astype(np.float64, order="C")
+        w = w.transpose(0, 3, 1, 2) if deconv else w
+        return cls(bool(deconv), w, offset.astype(np.float64), shift, int(stride), int(padding),
                    int(output_padding), bool(relu))
 
     def axis_ops(self) -> list[tuple[bool, int, int, int]]:
@@ -73,17 +87,14 @@ class IntegerLayer:
                  self.stride, self.padding)]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """(H, W, Ci) int64 -> (Ho, Wo, Co) int64."""
-        xd = x.astype(np.float64)
+        """(H, W, Ci) -> (Ho, Wo, Co), float64 holding integers."""
         if self.deconv:
-            acc = conv_transpose2d(xd, self.weight, None, self.stride, self.padding, self.output_padding)
+            acc = conv_transpose2d(x, self.weight, self.offset, self.stride, self.padding, self.output_padding)
         else:
-            acc = conv2d(xd, self.weight, None, self.stride, self.padding)
-        out = acc.astype(np.int64)  # exact: integers below 2**53
-        out += self.bias
-        out += 1 << (self.shift - 1)
-        out >>= self.shift
-        return np.clip(out, 0 if self.relu else -ACT_CLIP, ACT_CLIP, out=out)
+            acc = conv2d(x, self.weight, self.offset, self.stride, self.padding)
+        acc *= 2.0 ** -self.shift
+        np.floor(acc, out=acc)
+        return np.clip(acc, 0 if self.relu else -ACT_CLIP, ACT_CLIP, out=acc)
 
 
 class IntegerChain:
@@ -110,11 +121,11 @@ class IntegerChain:
         """(B, Ci, H, W) int64 (clipped to +-ACT_CLIP first) -> (B, Co, Ho, Wo) int64."""
         out = []
         for image in x:
-            h = np.clip(image.transpose(1, 2, 0).astype(np.int64), -ACT_CLIP, ACT_CLIP)
+            h = np.clip(image.transpose(1, 2, 0), -ACT_CLIP, ACT_CLIP).astype(np.float64)
             for layer in self.layers:
                 h = layer(h)
             out.append(h.transpose(2, 0, 1))
-        return np.stack(out)
+        return np.stack(out).astype(np.int64)
 
 
 def hyper_params(hs: IntegerChain, z_median: np.ndarray, inv_hyper_gain: np.ndarray, z_sym: np.ndarray,

@@ -2,10 +2,11 @@
 per block of output rows, so that the work runs in the BLAS that numpy links (OpenBLAS in
 the wheels) and memory stays bounded whatever the image size.
 
-A transposed convolution of stride s splits into s*s output phases (the outputs o with
-o % s == r read only the kernel taps t = (r + padding) % s, mod s); they run as one
-ordinary convolution (``conv_transpose2d``), never on the zeros that a
-dilate-then-convolve implementation would multiply.
+A transposed convolution runs one of two ways, never on the zeros that a
+dilate-then-convolve implementation would multiply: its s*s output phases (the outputs o
+with o % s == r read only the kernel taps t = (r + padding) % s, mod s) as one ordinary
+convolution, or every input times every tap in one matrix product, the products then
+added into the output at their offsets (``conv_transpose2d`` says which runs when).
 
 The same functions run in float64 on integer-valued arrays for the exact networks
 (``liccodec.runtime.IntegerChain``): every product and partial sum there is an integer below
@@ -69,12 +70,17 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stri
     output channels, then interleaved (depth to space). That spends a few multiply-adds on
     taps a phase does not have (36 instead of 25 for k=5) but runs one large matrix product
     instead of stride**2 small ones: 1.8x faster here for the synthesis' layers.
+
+    Two cases run as ``_scatter_transpose2d`` instead, which does exactly k*k multiply-adds
+    per input: few output channels (the synthesis' last layer), and float64 (the exact
+    integer layers), where a multiply-add costs twice float32's and the phases' extra ones
+    outweigh the scatter's adds (1.2x and 1.4x faster for the hyper-synthesis' two).
     """
     h, wd, ci = x.shape
     co, k, s = w.shape[1], w.shape[-1], stride
     ho = (h - 1) * s - 2 * padding + k + output_padding
     wo = (wd - 1) * s - 2 * padding + k + output_padding
-    if co <= SCATTER_MAX_CHANNELS:
+    if co <= SCATTER_MAX_CHANNELS or np.result_type(x, w) == np.float64:
         return _scatter_transpose2d(x, w, bias, s, padding, ho, wo)
     phases = [_phase(r, s, k, padding) for r in range(s)]  # (taps, first input read)
     lo = min(first for _, first in phases)
@@ -100,29 +106,41 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stri
 
 def _scatter_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, s: int, padding: int,
                          ho: int, wo: int) -> np.ndarray:
-    """A transposed convolution with few output channels (the synthesis' last layer, to RGB):
-    every input position times every tap in one matrix product, written channel-first, then
-    each tap's plane added into the output at its offset. The adds run along image rows, and
-    no input is copied k*k times as the phase convolution's im2col would (its matrix product
-    has only stride**2 * Co columns here, so the copy is what it spends its time on): 2.2x
-    faster for g_s's last layer, 128 -> 3 channels at 256x384. Returns an (Ho, Wo, Co) view
-    of a channel-first array."""
+    """A transposed convolution as every input position times every tap in one matrix
+    product per block of input rows, each tap's products then added into the output at its
+    offset. No input is copied k*k times, as the phase convolution's im2col does, and no
+    multiply-add is spent on a tap a phase does not have. With few output channels (to RGB)
+    the products and the output are channel-first, so that the adds run along image rows:
+    2.2x faster than the phases for g_s's last layer, 128 -> 3 channels at 256x384. Returns an
+    (Ho, Wo, Co) array, a view of a channel-first one in that case."""
     h, wd, ci = x.shape
     co, k = w.shape[1], w.shape[-1]
     hf, wf = max((h - 1) * s + k, padding + ho), max((wd - 1) * s + k, padding + wo)
-    out = np.zeros((co, hf, wf), dtype=np.result_type(x, w))
-    wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(k * k * co, ci))
-    rows = max(1, BLOCK_ELEMENTS // max(1, wd * k * k * co))
+    planar = co <= SCATTER_MAX_CHANNELS
+    if planar:
+        out = np.zeros((co, hf, wf), dtype=np.result_type(x, w)).transpose(1, 2, 0)
+        wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(k * k * co, ci))
+    else:
+        out = np.zeros((hf, wf, co), dtype=np.result_type(x, w))
+        wt = np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(ci, k * k * co))
+    rows = min(h, max(1, BLOCK_ELEMENTS // max(1, wd * k * k * co)))
+    buf = np.empty(rows * wd * k * k * co, dtype=out.dtype)  # every block's products
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
-        taps = (wt @ x[r0:r1].reshape(-1, ci).T).reshape(k, k, co, r1 - r0, wd)
+        xb = x[r0:r1].reshape(-1, ci)
+        prod = buf[:xb.shape[0] * k * k * co]
+        if planar:  # (rows, wd, k, k, co) views
+            taps = np.matmul(wt, xb.T, out=prod.reshape(k * k * co, -1))
+            taps = taps.reshape(k, k, co, r1 - r0, wd).transpose(3, 4, 0, 1, 2)
+        else:
+            taps = np.matmul(xb, wt, out=prod.reshape(-1, k * k * co)).reshape(r1 - r0, wd, k, k, co)
         for ky in range(k):
             for kx in range(k):
-                out[:, r0 * s + ky:(r1 - 1) * s + ky + 1:s, kx:(wd - 1) * s + kx + 1:s] += taps[ky, kx]
-    out = out[:, padding:padding + ho, padding:padding + wo]
+                out[r0 * s + ky:(r1 - 1) * s + ky + 1:s, kx:(wd - 1) * s + kx + 1:s] += taps[:, :, ky, kx]
+    out = out[padding:padding + ho, padding:padding + wo]
     if bias is not None:
-        out += bias[:, None, None]
-    return out.transpose(1, 2, 0)
+        out += bias
+    return out
 
 
 def gdn(x: np.ndarray, beta: np.ndarray, gamma: np.ndarray, inverse: bool) -> np.ndarray:
