@@ -18,14 +18,16 @@ from liccodec import runtime
 from liccodec.container import unpack
 from liccodec.entropy import reader_of
 from liccodec.imageio import to_uint8
-from liccodec.runtime.ops import conv2d, conv_transpose2d
+from liccodec.runtime.ops import conv2d, conv_transpose2d, gdn
 from liccodec.tiling import TilePolicy
 from liccodec.weights import get_spec, load_model
 
 
 # ---- the operations ---------------------------------------------------------------------
+@pytest.mark.parametrize("block", [1 << 21, 64])  # one block of rows, or a block a row (each padded alone)
 @pytest.mark.parametrize("k,stride,pad", [(1, 1, 0), (3, 1, 1), (5, 2, 2), (3, 2, 1), (4, 2, 1)])
-def test_conv2d_is_torchs(k, stride, pad):
+def test_conv2d_is_torchs(k, stride, pad, block, monkeypatch):
+    monkeypatch.setattr("liccodec.runtime.ops.BLOCK_ELEMENTS", block)
     rng = np.random.default_rng(k * 10 + stride)
     x = rng.normal(size=(1, 6, 13, 10))
     w = rng.normal(size=(7, 6, k, k))
@@ -55,6 +57,19 @@ def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad, dtype, co, block, m
     assert out.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(out.transpose(2, 0, 1), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_in_place_by_blocks(inverse, monkeypatch):
+    monkeypatch.setattr("liccodec.runtime.ops.BLOCK_ELEMENTS", 64)  # several blocks of rows
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(7, 5, 4)).astype(np.float32)
+    beta, gamma = rng.uniform(0.5, 1, 4).astype(np.float32), rng.uniform(0, 0.1, (4, 4)).astype(np.float32)
+    norm = np.sqrt(beta + np.einsum("hwj,ij->hwi", x.astype(np.float64) ** 2, gamma))
+    ref = x * norm if inverse else x / norm
+    out = gdn(x, beta, gamma, inverse)
+    assert out is x
+    np.testing.assert_allclose(out, ref, rtol=1e-6)
 
 
 def test_integer_sums_are_exact_in_float64():

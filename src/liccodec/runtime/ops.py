@@ -2,6 +2,11 @@
 per block of output rows, so that the work runs in the BLAS that numpy links (OpenBLAS in
 the wheels) and memory stays bounded whatever the image size.
 
+Only outputs are image-sized. Padding, im2col columns, products and the GDN's temporaries
+are made a block of rows at a time, in buffers reused from block to block: touching fresh
+memory costs page faults, and with image-sized temporaries those took as long as g_s's
+arithmetic on this project's machine under load (docs/speed.md, session 18).
+
 A transposed convolution runs one of two ways, never on the zeros that a
 dilate-then-convolve implementation would multiply: its s*s output phases (the outputs o
 with o % s == r read only the kernel taps t = (r + padding) % s, mod s) as one ordinary
@@ -18,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-#: im2col block size: output positions times kernel taps times channels per block
+#: block size: elements of the im2col matrix (or of the products, or of the GDN's input) per block
 BLOCK_ELEMENTS = 1 << 21
 #: transposed convolutions with at most this many output channels run as ``_scatter_transpose2d``
 SCATTER_MAX_CHANNELS = 16
@@ -27,28 +32,47 @@ SCATTER_MAX_CHANNELS = 16
 def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stride: int = 1, padding: int = 0) -> np.ndarray:
     """(H, W, Ci) * (kh, kw, Ci, Co) -> (Ho, Wo, Co), zero padding, in x's dtype."""
     kh, kw, ci, co = w.shape
-    if padding:
-        x = np.pad(x, ((padding, padding), (padding, padding), (0, 0)))
     h, wd = x.shape[:2]
-    ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (wd + 2 * padding - kw) // stride + 1
     if ho <= 0 or wo <= 0:
         raise ValueError(f"input {h}x{wd} is smaller than the {kh}x{kw} kernel")
     w2 = w.reshape(kh * kw * ci, co)
     out = np.empty((ho, wo, co), dtype=np.result_type(x, w))
-    rows = max(1, BLOCK_ELEMENTS // max(1, wo * kh * kw * ci))
-    windows = sliding_window_view(x, (kh, kw), axis=(0, 1)) if kh * kw > 1 else None
-    for r0 in range(0, ho, rows):
-        r1 = min(ho, r0 + rows)
-        if windows is None:
-            cols = x[r0 * stride:(r1 - 1) * stride + 1:stride, ::stride][:, :wo].reshape(-1, ci)
-        else:  # (rows, wo, ci, kh, kw) -> (rows * wo, kh * kw * ci)
-            cols = windows[r0 * stride:(r1 - 1) * stride + 1:stride, ::stride][:, :wo]
-            cols = cols.transpose(0, 1, 3, 4, 2).reshape(-1, kh * kw * ci)
+    for r0, r1, cols in _im2col(x, kh, kw, stride, -padding, ho, wo):
         block = out[r0:r1].reshape(-1, co)
         np.matmul(cols, w2, out=block)
         if bias is not None:
             block += bias
     return out
+
+
+def _block_rows(rows: int, per_row: int) -> int:
+    """Rows per block: at most BLOCK_ELEMENTS elements of ``per_row`` each, at least one."""
+    return min(rows, max(1, BLOCK_ELEMENTS // max(1, per_row)))
+
+
+def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, first: int, ho: int, wo: int):
+    """The im2col matrix of a (kh, kw) convolution whose output (0, 0) reads input
+    (first, first), zero outside x, one block of output rows at a time: yields (r0, r1,
+    ((r1 - r0) * wo, kh * kw * Ci)), each block in the same buffer. Each block pads only the
+    input rows it reads, so that no padded copy of a whole (large) input is made."""
+    ci = x.shape[2]
+    rows = _block_rows(ho, wo * kh * kw * ci)
+    buf = np.empty((rows, wo, kh, kw, ci), dtype=x.dtype)
+    for r0 in range(0, ho, rows):
+        r1 = min(ho, r0 + rows)
+        slab = _window(x, first + r0 * stride, (r1 - r0 - 1) * stride + kh, first, (wo - 1) * stride + kw)
+        windows = sliding_window_view(slab, (kh, kw), axis=(0, 1))[::stride, ::stride]  # (rows, wo, ci, kh, kw)
+        np.copyto(buf[:r1 - r0], windows.transpose(0, 1, 3, 4, 2))
+        yield r0, r1, buf[:r1 - r0].reshape(-1, kh * kw * ci)
+
+
+def _window(x: np.ndarray, r: int, n: int, c: int, m: int) -> np.ndarray:
+    """x[r:r + n, c:c + m] with zeros where it reaches outside x (r and c may be negative)."""
+    part = x[max(r, 0):max(r + n, 0), max(c, 0):max(c + m, 0)]
+    top, left = min(max(-r, 0), n), min(max(-c, 0), m)
+    pads = ((top, n - top - part.shape[0]), (left, m - left - part.shape[1]), (0, 0))
+    return np.pad(part, pads) if any(a or b for a, b in pads) else part
 
 
 def _phase(r: int, stride: int, kernel: int, padding: int) -> tuple[list[int], int]:
@@ -93,15 +117,17 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stri
                 for v, t2 in enumerate(tx):
                     kern[y0 - lo + u, x0 - lo + v, :, ry, rx, :] = w[:, :, t, t2]
     qh, qw = -(-ho // s), -(-wo // s)  # outputs per phase (the last row/column may be cut)
-    # input rows lo .. qh - 1 + hi, zero outside the image
-    pad_t, pad_l = max(0, -lo), max(0, -lo)
-    pad_b, pad_r = max(0, qh - 1 + hi - (h - 1)), max(0, qw - 1 + hi - (wd - 1))
-    xp = np.pad(x, ((pad_t, pad_b), (pad_l, pad_r), (0, 0)))
-    xp = xp[lo + pad_t:lo + pad_t + qh + kc - 1, lo + pad_l:lo + pad_l + qw + kc - 1]
+    kern = kern.reshape(kc * kc * ci, s * s * co)
     b = None if bias is None else np.tile(bias, s * s)
-    out = conv2d(xp, kern.reshape(kc, kc, ci, s * s * co), b)
-    out = out.reshape(qh, qw, s, s, co).transpose(0, 2, 1, 3, 4).reshape(qh * s, qw * s, co)
-    return out[:ho, :wo]
+    # each block of the phases' outputs goes straight to its place in the output (depth to space)
+    out = np.empty((qh, s, qw, s, co), dtype=np.result_type(x, w))
+    buf = np.empty((_block_rows(qh, qw * kc * kc * ci) * qw, s * s * co), dtype=out.dtype)
+    for r0, r1, cols in _im2col(x, kc, kc, 1, lo, qh, qw):
+        block = np.matmul(cols, kern, out=buf[:len(cols)])
+        if b is not None:
+            block += b
+        out[r0:r1] = block.reshape(r1 - r0, qw, s, s, co).transpose(0, 2, 1, 3, 4)
+    return out.reshape(qh * s, qw * s, co)[:ho, :wo]
 
 
 def _scatter_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, s: int, padding: int,
@@ -123,7 +149,7 @@ def _scatter_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, 
     else:
         out = np.zeros((hf, wf, co), dtype=np.result_type(x, w))
         wt = np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(ci, k * k * co))
-    rows = min(h, max(1, BLOCK_ELEMENTS // max(1, wd * k * k * co)))
+    rows = _block_rows(h, wd * k * k * co)
     buf = np.empty(rows * wd * k * k * co, dtype=out.dtype)  # every block's products
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
@@ -144,11 +170,18 @@ def _scatter_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, 
 
 
 def gdn(x: np.ndarray, beta: np.ndarray, gamma: np.ndarray, inverse: bool) -> np.ndarray:
-    """Generalized divisive normalization on (H, W, C): x / sqrt(beta + gamma x^2), or times
-    it for the inverse; ``gamma[i, j]`` weighs input channel j for output channel i."""
+    """Generalized divisive normalization of (H, W, C) x, in place: x / sqrt(beta + gamma x^2),
+    or times it for the inverse; ``gamma[i, j]`` weighs input channel j for output channel i.
+    Runs one block of rows at a time, so that its temporaries stay small. Returns x."""
     h, w, c = x.shape
-    flat = x.reshape(-1, c)
-    norm = (flat * flat) @ gamma.T
-    norm += beta
-    np.sqrt(norm, out=norm)
-    return (flat * norm if inverse else flat / norm).reshape(h, w, c)
+    rows = _block_rows(h, w * c)
+    square, norm = np.empty((rows * w, c), dtype=x.dtype), np.empty((rows * w, c), dtype=x.dtype)
+    for r0 in range(0, h, rows):
+        block = x[r0:r0 + rows]
+        n = block.shape[0] * w
+        np.multiply(block, block, out=square[:n].reshape(block.shape))
+        np.matmul(square[:n], gamma.T, out=norm[:n])
+        norm[:n] += beta
+        np.sqrt(norm[:n], out=norm[:n])
+        (np.multiply if inverse else np.divide)(block, norm[:n].reshape(block.shape), out=block)
+    return x
