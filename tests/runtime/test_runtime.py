@@ -17,6 +17,8 @@ import liccodec
 from liccodec import runtime
 from liccodec.container import unpack
 from liccodec.entropy import reader_of
+from liccodec.errors import ModelError
+from liccodec.fixedpoint import ACT_CLIP, W_LIMIT
 from liccodec.imageio import to_uint8
 from liccodec.runtime.ops import conv2d, conv_transpose2d, gdn
 from liccodec.tiling import TilePolicy
@@ -82,6 +84,28 @@ def test_integer_sums_are_exact_in_float64():
     xp = np.pad(xi, ((1, 1), (1, 1), (0, 0)))
     ref = sum(np.einsum("hwc,co->hwo", xp[i:i + 9, j:j + 9], wi[i, j]) for i in range(3) for j in range(3))
     assert np.array_equal(out, ref)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_integer_layer_is_the_integer_rounding_shift(relu):
+    """The float64 requantization gives (acc + bias + 2**(shift-1)) >> shift, clipped, on
+    negative sums and on ties too (shift 2: a quarter of the sums sit on one)."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(-(1 << 12), 1 << 12, size=(6, 7, 5))
+    w = rng.integers(-(1 << 10), 1 << 10, size=(4, 5, 3, 3))   # torch layout (Co, Ci, k, k)
+    b = rng.integers(-(1 << 14), 1 << 14, size=4)
+    layer = runtime.IntegerLayer.build(False, w, b, 2, 1, 1, 0, relu)
+    out = layer(x.astype(np.float64))
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    acc = sum(np.einsum("hwc,oc->hwo", xp[i:i + 6, j:j + 7], w[:, :, i, j]) for i in range(3) for j in range(3))
+    ref = np.clip((acc + b + 2) >> 2, 0 if relu else -ACT_CLIP, ACT_CLIP)
+    assert out.dtype == np.float64 and np.array_equal(out.astype(np.int64), ref)
+
+
+def test_integer_layer_refuses_sums_float64_cannot_hold():
+    w = np.full((1, 1 << 17, 1, 1), W_LIMIT)  # 2**17 taps of 2**15 times activations of 2**22
+    with pytest.raises(ModelError):
+        runtime.IntegerLayer.build(False, w, np.zeros(1, np.int64), 10, 1, 0, 0, False)
 
 
 # ---- the decoder against the torch models --------------------------------------------------

@@ -69,15 +69,19 @@ class IntegerLayer:
               output_padding: int, relu: bool) -> "IntegerLayer":
         """From the exported form: integer weights in torch's layout ((Co, Ci, k, k) for a
         convolution, (Ci, Co, k, k) for a transposed one)."""
-        weight, shift = np.asarray(weight), int(shift)
+        shift = int(shift)
         offset = np.asarray(bias).astype(np.int64) + (1 << (shift - 1))
-        per_out = np.abs(weight.astype(np.int64)).sum(axis=(0, 2, 3) if deconv else (1, 2, 3))
-        if int(per_out.max()) * ACT_CLIP + int(np.abs(offset).max()) >= EXACT_LIMIT:
-            raise ModelError("an integer layer's sums can leave the range float64 holds exactly")
-        # a transposed convolution's weights are stored (Ci, k, k, Co) and seen in torch's
-        # layout, so that ops._scatter_transpose2d's (Ci, k*k*Co) matrix of them is a view
-        w = weight.transpose(0, 2, 3, 1) if deconv else weight.transpose(2, 3, 1, 0)
-        w = w.astype(np.float64, order="C")
+        # one pass: a convolution's weights as ops.conv2d takes them; a transposed one's
+        # stored (Ci, k, k, Co) and seen in torch's layout, so that the (Ci, k*k*Co) matrix
+        # of them that ops._scatter_transpose2d multiplies by is a view
+        weight = np.asarray(weight)
+        w = (weight.transpose(0, 2, 3, 1) if deconv else weight.transpose(2, 3, 1, 0)).astype(np.float64, order="C")
+        # a bound on every sum with activations up to ACT_CLIP: a cheap one, then, only if
+        # that one is too loose, the exact one (Co is the last axis of both layouts)
+        room = EXACT_LIMIT - int(np.abs(offset).max())
+        if w.size // w.shape[-1] * int(max(w.max(), -w.min())) * ACT_CLIP >= room:
+            if int(np.abs(w).sum(axis=(0, 1, 2)).max()) * ACT_CLIP >= room:
+                raise ModelError("an integer layer's sums can leave the range float64 holds exactly")
         w = w.transpose(0, 3, 1, 2) if deconv else w
         return cls(bool(deconv), w, offset.astype(np.float64), shift, int(stride), int(padding),
                    int(output_padding), bool(relu))
