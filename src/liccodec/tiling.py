@@ -13,7 +13,12 @@ far enough away that its padding never reaches a kept output). So
   sums differently for different tensor sizes), far below one code value.
 
 Tiles start on the chain's stride grid (a multiple of its total downsampling), so a tile's
-outputs land on the whole image's output grid.
+outputs land on the whole image's output grid. A layer that is not shift-invariant but
+periodic, say a block that takes an L-level wavelet transform and inverts it, gives the same
+result on a tile only where the tile starts on its period (``2**L`` of its own inputs, so
+that the transform pairs the same samples): it declares that period as a fifth entry of its
+``axis_ops()`` (``align``), and tiles then start on the coarser grid that puts every such
+layer's inputs on its period.
 
 The halo is computed from the layers (:meth:`Geometry.of`), never written by hand: the
 interval of inputs that a block of outputs needs is propagated backwards through every
@@ -60,12 +65,14 @@ TORCH_POINTWISE = ("ReLU", "LeakyReLU", "Identity", "Sigmoid", "Tanh", "GELU", "
 
 @dataclass(frozen=True)
 class _AxisOp:
-    """One (transposed) convolution seen along one spatial axis."""
+    """One (transposed) convolution seen along one spatial axis; ``align`` > 1: its input must
+    be cut at multiples of ``align`` (a periodic layer, see the module docstring)."""
 
     transposed: bool
     kernel: int
     stride: int
     padding: int
+    align: int = 1
 
     def inputs_for(self, lo: int, hi: int) -> tuple[int, int]:
         """Inclusive range of input positions that outputs ``lo..hi`` (inclusive) read."""
@@ -109,25 +116,56 @@ def _axis_ops(layers: Iterable[object]) -> Iterator[_AxisOp]:
                              "give it an axis_ops() method (see liccodec.tiling)")
 
 
-def axis_ops(*layers: object) -> list[tuple[bool, int, int, int]]:
-    """The chain's (transposed, kernel, stride, padding) per axis: what a composite layer
-    returns from its own ``axis_ops()``."""
-    return [(op.transposed, op.kernel, op.stride, op.padding) for op in _axis_ops(layers)]
+def axis_ops(*layers: object) -> list[tuple]:
+    """The chain's (transposed, kernel, stride, padding[, align]) per axis: what a composite
+    layer returns from its own ``axis_ops()``."""
+    return [(op.transposed, op.kernel, op.stride, op.padding, *((op.align,) if op.align > 1 else ()))
+            for op in _axis_ops(layers)]
 
+
+def stride1_window(*paths: Iterable[tuple[bool, int, int, int]], period: int = 1) -> tuple[bool, int, int, int]:
+    """The window of a block of net stride 1 as one stride-1 convolution ``(False, 2r+1, 1, r)``.
+
+    ``Geometry`` does not compose a chain that both down- and upsamples (a DWT -> ... -> IDWT
+    block, a pooling whose result is spread back over its cells), so such a block declares
+    its window itself. Its output ``o`` reads its input through each of ``paths``, a chain of
+    ``(transposed, kernel, stride, padding)`` ops listed **from the output back to the
+    input**; ``r`` is the farthest input any output reads. The pattern repeats every
+    ``period`` outputs (2 for one wavelet level). Tiling is then exact where tiles start on
+    multiples of ``period`` of the block's input, which a block behind stride-2 stages has
+    by construction (tiles start on the chain's stride grid).
+    """
+    reach = 0
+    for path in paths:
+        ops = [_AxisOp(*op) for op in path]
+        for o in range(1000 * period, 1001 * period):
+            lo, hi = o, o
+            for op in ops:
+                lo, hi = op.inputs_for(lo, hi)
+            reach = max(reach, o - lo, hi - o)
+    return (False, 2 * reach + 1, 1, reach)
 
 @dataclass(frozen=True)
 class Geometry:
     """How a chain maps positions along each spatial axis.
 
     ``up`` output positions per input position (transposed convolutions) or ``down`` input
-    positions per output position (strided ones); one of the two is 1. ``halo`` is the
-    context, in input positions on each side of a tile's core, that makes the core's
-    outputs exact; it is a multiple of ``down`` so that grown tiles stay on the grid.
+    positions per output position (strided ones); one of the two is 1. ``align`` (1 when no
+    layer declares a period) is the multiple of input positions at which a periodic layer's
+    inputs start on its period. ``halo`` is the context, in input positions on each side of a
+    tile's core, that makes the core's outputs exact; it is a multiple of :attr:`grid` so that
+    grown tiles stay on the grid.
     """
 
     up: int
     down: int
     halo: int
+    align: int = 1
+
+    @property
+    def grid(self) -> int:
+        """Tiles (cores and grown) start at multiples of this many input positions."""
+        return math.lcm(self.down, self.align)
 
     @classmethod
     def of(cls, *layers: object) -> "Geometry":
@@ -137,6 +175,13 @@ class Geometry:
         down = math.prod(op.stride for op in ops if not op.transposed)
         if up > 1 and down > 1:
             raise ValueError("tiling supports chains that only downsample or only upsample")
+        # input position p reaches a layer as p / d (d: the strides before it) or p * u (u: the
+        # upsampling before it); that must be a multiple of the layer's period
+        align, scale = 1, 1
+        for op in ops:
+            if op.align > 1:
+                align = math.lcm(align, op.align * scale if down > 1 else op.align // math.gcd(op.align, scale))
+            scale *= op.stride
         halo = 0
         # The geometry repeats every `down` inputs (every input for upsampling chains), so a
         # few aligned cores give the margin everywhere; several guard against off-by-one luck.
@@ -146,8 +191,8 @@ class Geometry:
             for op in reversed(ops):
                 lo, hi = op.inputs_for(lo, hi)
             halo = max(halo, c0 - lo, hi - (c1 - 1))
-        halo = -(-halo // down) * down
-        return cls(up, down, halo)
+        grid = math.lcm(down, align)
+        return cls(up, down, -(-halo // grid) * grid, align)
 
     def out_len(self, n: int) -> int:
         if n % self.down:
@@ -178,10 +223,11 @@ def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, geo: Geometry, core: in
 
     ``x`` is NCHW (a torch tensor or a numpy array) with H and W multiples of ``geo.down``;
     ``core`` is the tile core side in input positions (rounded up to a multiple of
-    ``geo.down``). The result is a new contiguous NCHW tensor (or array) with ``fn``'s
+    ``geo.grid``). The result is a new contiguous NCHW tensor (or array) with ``fn``'s
     channels and dtype.
     """
-    core = max(geo.down, -(-core // geo.down) * geo.down)
+    grid = geo.grid
+    core = max(grid, -(-core // grid) * grid)
     h, w = x.shape[-2:]
     oh, ow = geo.out_len(h), geo.out_len(w)
     out: Tensor | None = None

@@ -60,6 +60,46 @@ def test_layers_declare_their_geometry():
         assert (run_tiled(pool, x, Geometry.of(pool), 2) - pool(x)).abs().max() < 1e-12
 
 
+class _Periodic(torch.nn.Module):
+    """A stride-1 layer periodic with period 4: each aligned 4x4 cell is replaced by its mean
+    (a pooling spread back over its cells); it reads at most 3 inputs away."""
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        cells = torch.nn.functional.avg_pool2d(x, 4, ceil_mode=True)
+        return cells.repeat_interleave(4, -2).repeat_interleave(4, -1)[..., :h, :w]
+
+    def axis_ops(self):
+        return [(False, 7, 1, 3, 4)]
+
+
+def test_a_periodic_layer_moves_the_tile_grid():
+    """A layer declaring a period (a fifth axis_ops entry) is only tiled on it: behind a
+    stride-2 convolution the chain's tiles start at multiples of 8, in an upsampling chain
+    behind a stride-2 deconvolution at multiples of 2; tiled equals whole there, and on the
+    stride grid alone it does not."""
+    from liccodec.nn import conv, deconv
+    from liccodec.tiling import axis_ops
+
+    torch.manual_seed(0)
+    down = torch.nn.Sequential(conv(3, 4, 3, 2), _Periodic(), conv(4, 4, 3, 2)).double()
+    up = torch.nn.Sequential(deconv(4, 4, 3, 2), _Periodic(), deconv(4, 3, 3, 2)).double()
+    g_down, g_up = Geometry.of(down), Geometry.of(up)
+    assert (g_down.down, g_down.align, g_down.grid, g_down.halo % 8) == (4, 8, 8, 0)
+    assert (g_up.up, g_up.align, g_up.grid) == (4, 2, 2)
+    assert Geometry.of(torch.nn.Sequential(conv(3, 4, 3, 2))).align == 1
+    assert axis_ops(down)[1] == (False, 7, 1, 3, 4)  # what a composite layer passes on
+    x = torch.rand(1, 3, 96, 40, dtype=torch.float64)
+    with torch.no_grad():
+        y = down(x)
+        for core in (4, 8, 12):
+            assert (run_tiled(down, x, g_down, core) - y).abs().max() < 1e-12, core
+        z = torch.rand(1, 4, 24, 10, dtype=torch.float64)
+        assert (run_tiled(up, z, g_up, 1) - up(z)).abs().max() < 1e-12
+        plain = Geometry(g_down.up, g_down.down, g_down.halo + 4)
+        assert (run_tiled(down, x, plain, 4) - y).abs().max() > 1e-3
+
+
 def test_halo_covers_the_measured_receptive_field(tiny_float):
     """Change one input position and check every output that moves is within the halo."""
     model = tiny_float.double()

@@ -312,14 +312,21 @@ def conv_macs(model: str, side: int = 256) -> dict[str, float]:
     """Multiply-adds per pixel (thousands) of every convolution and transposed convolution
     in a forward pass of ``model`` at ``side`` x ``side``, by part (g_a, g_s, latent.h_s, ...).
     GDN's 1x1 normalisation is not counted. Also ``params_M``: parameters by part, millions."""
+    from liccodec.weights import get_spec
+
+    spec = get_spec(model)
+    return arch_macs(spec.arch, spec.config, side)
+
+
+def arch_macs(arch: str, config: dict, side: int = 256) -> dict[str, float]:
+    """:func:`conv_macs` of an architecture built from ``config`` (no weights needed: an
+    architecture that has none shipped yet, or a recipe's ``[model]`` table without ``arch``)."""
     import torch
     from torch import nn
 
     from liccodec.models import get_arch
-    from liccodec.weights import get_spec
 
-    spec = get_spec(model)
-    net = get_arch(spec.arch).build(**spec.config).eval()
+    net = get_arch(arch).build(**config).eval()
     macs: dict[str, float] = defaultdict(float)
 
     def part(name: str) -> str:

@@ -191,7 +191,13 @@ class GainedHyperprior(LatentCodec):
             z_hat = (ste_round(z_g - med) + med) * ihg
         scales, means = self.h_s(z_hat).chunk(2, dim=1)
         y_lik, y_hat_g = self._y_forward(y_g, scales, means)
-        return LatentOut(y_hat_g * ig, {"y": y_lik, "z": z_lik})
+        return LatentOut(y_hat_g * ig, {**self._y_likelihoods(y_lik), "z": z_lik})
+
+    def _y_likelihoods(self, lik: Tensor) -> dict[str, Tensor]:
+        """The likelihoods of y by name, the rate terms of training: one, ``"y"``. A codec may
+        split them (``latent.wavelet3d``: its low and high bands), so that a recipe can weigh
+        the parts' rates apart (``TrainConfig.latent_rate_weights``)."""
+        return {"y": lik}
 
     def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
         """Training: (likelihoods of y_g, y_g as the synthesis sees it), fp32."""

@@ -79,6 +79,12 @@ class TrainConfig:
     # factor on the whole rate term (bits per pixel, after rate_target's weights); 0 turns it
     # off, e.g. for a pure distillation stage whose encoder is not to care about the rate yet
     bpp_weight: float = 1.0
+    # weights of the rate of named latents (the keys of the model's likelihoods), each a
+    # schedule [[step, weight], ...]: the weight from that step on, 1 before the first entry and
+    # for every latent not named. E.g. weconv3d's "y_lf" and "y_hf" (its low and high wavelet
+    # bands): 3DM-WeConvene's two-step LF/HF rate training (docs/models/weconv3d.md). The
+    # logged bpp stays the real one; bpp_<name> logs each named latent's.
+    latent_rate_weights: dict[str, list[list[float]]] = field(default_factory=dict)
     # knowledge distillation (liccodec.train.distill; docs/training.md, "Distillation"): shipped
     # weights (.safetensors, read as ``init`` reads them, bases included) that run frozen, in
     # eval mode and without gradients, on the same crops at the same levels as the student.
@@ -121,6 +127,11 @@ class TrainConfig:
             raise ValueError("rate_target must be > 0 and the rate weights >= 0")
         if self.bpp_weight < 0 or min(self.distill_y, self.distill_x, self.distill_entropy) < 0:
             raise ValueError("bpp_weight and the distill weights must be >= 0")
+        for name, schedule in self.latent_rate_weights.items():
+            steps = [e[0] for e in schedule] if all(isinstance(e, list) and len(e) == 2 for e in schedule) else None
+            if not schedule or steps is None or steps != sorted(steps) or any(w < 0 for _, w in schedule):
+                raise ValueError(f"latent_rate_weights.{name} must be [[step, weight], ...] with ascending "
+                                 f"steps and weights >= 0, got {schedule!r}")
         if self.distilling and not self.teacher:
             raise ValueError("distill_y, distill_x and distill_entropy need a teacher (teacher = \"<weights>.safetensors\")")
 
@@ -144,6 +155,16 @@ class TrainConfig:
         hi = (lo + 1).clamp(max=top)
         target = torch.exp(log_t[lo] + (pos - lo) * (log_t[hi] - log_t[lo]))
         return torch.where(bpp.detach() > target, self.rate_weight_above, self.rate_weight_below).to(bpp.dtype)
+
+    def latent_rate_weights_at(self, step: int) -> dict[str, float]:
+        """The weight of each named latent's rate at ``step`` (``latent_rate_weights``)."""
+        out = {}
+        for name, schedule in self.latent_rate_weights.items():
+            out[name] = 1.0
+            for start, w in schedule:
+                if step >= start:
+                    out[name] = float(w)
+        return out
 
     def level_of(self, u, levels: int):
         """Map uniform draws u in [0, 1) (a tensor or array) to continuous quality levels."""

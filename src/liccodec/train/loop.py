@@ -25,12 +25,16 @@ from liccodec.train.config import Recipe
 from liccodec.train.data import CropSampler, list_images, load_rgb, read_captions
 
 
+def latent_bits(likelihoods: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Per-image bits of each named latent, fp32."""
+    return {k: (-torch.log2(lik.float())).flatten(1).sum(1) for k, lik in likelihoods.items()}
+
+
 def rd_terms(model: nn.Module, x: Tensor, level: Tensor, captions: list[str] | None = None):
     """Per-image (bpp, mse) of one forward pass, both fp32 (``captions``: one per image, for a
     model conditioned on them)."""
     out = model(x, level) if captions is None else model(x, level, captions=captions)
-    n_pix = x.shape[2] * x.shape[3]
-    bpp = sum((-torch.log2(lik.float())).flatten(1).sum(1) for lik in out.likelihoods.values()) / n_pix
+    bpp = sum(latent_bits(out.likelihoods).values()) / (x.shape[2] * x.shape[3])
     mse = (out.x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
     return bpp, mse, out
 
@@ -231,7 +235,18 @@ class Trainer:
                                                           context)
             dist = dist + p_loss
             extra.update(p_log)
-        loss = (dist + cfg.bpp_weight * cfg.rate_weight(bpp, level, levels) * bpp).mean()
+        rate = bpp
+        weights = cfg.latent_rate_weights_at(self.state.step)
+        if weights:
+            unknown = sorted(set(weights) - set(out.likelihoods))
+            if unknown:
+                raise ValueError(f"latent_rate_weights names {unknown}, but this model's latents are "
+                                 f"{sorted(out.likelihoods)}")
+            n_pix = x.shape[2] * x.shape[3]
+            bits = latent_bits(out.likelihoods)
+            rate = sum(weights.get(k, 1.0) * b for k, b in bits.items()) / n_pix
+            extra.update({f"bpp_{k}": bits[k].mean().item() / n_pix for k in weights})
+        loss = (dist + cfg.bpp_weight * cfg.rate_weight(bpp, level, levels) * rate).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip > 0:
