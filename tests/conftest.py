@@ -45,6 +45,9 @@ def liven(model) -> None:
     h_s = getattr(model.latent, "h_s", None)
     if h_s is not None:
         h_s[-1].bias[: model.latent.M] = 3.0
+    h_s_low = getattr(model.latent, "h_s_low", None)  # the LR latent's (arch octave)
+    if h_s_low is not None:
+        h_s_low[-1].bias[: model.latent.M_low] = 3.0
     for name, m in model.named_modules():
         w = getattr(m, "weight", None)
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and not w.any():
