@@ -9,43 +9,13 @@ from liccodec.nn import GDN, conv, deconv
 from liccodec.nn.mbconv import MBConv, box_mean
 from liccodec.tiling import Geometry, run_tiled
 
-
-def live(block: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights for the zero-started output layers of ``block``."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in block.modules():
-            if isinstance(m, nn.Conv2d) and not m.weight.any():
-                m.weight.normal_(0, 0.2)
-                m.bias.normal_(0, 0.1)
-    return block
-
-
-def receptive_reach(block: nn.Module, channels: int, outputs=(18, 19), side: int = 40) -> int:
-    """The farthest input (along the height) that the given outputs depend on, by gradients."""
-    x = torch.zeros(1, channels, side, side, requires_grad=True)
-    y = block(x + torch.randn(1, channels, side, side, generator=torch.Generator().manual_seed(1)))
-    reach = 0
-    for o in outputs:
-        (g,) = torch.autograd.grad(y[0, :, o, o].sum(), x, retain_graph=True)
-        rows = g.abs().sum(dim=(0, 1, 3)).nonzero()[:, 0]
-        reach = max(reach, o - int(rows.min()), int(rows.max()) - o)
-    return reach
+from blocks import assert_starts_as_identity, live, receptive_reach
 
 
 def test_a_new_block_is_exactly_the_identity():
     """The last 1x1 starts at zero: in fp32 and under bf16 autocast alike the block returns its
     input bit for bit, and the zero layer gets a gradient at once."""
-    torch.manual_seed(1)
-    block = MBConv(6, se_window=5)
-    x = torch.randn(2, 6, 16, 12) * 3
-    with torch.no_grad():
-        assert torch.equal(block(x), x)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            xb = x.bfloat16()
-            assert torch.equal(block(xb), xb) and block(xb).dtype == torch.bfloat16
-    block(x).pow(2).sum().backward()
-    assert block.out.weight.grad.abs().sum() > 0
+    assert_starts_as_identity(MBConv(6, se_window=5), 6)
 
 
 def test_the_local_squeeze_is_a_windowed_mean():

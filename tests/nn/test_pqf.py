@@ -5,7 +5,7 @@ import torch
 from liccodec.nn.pqf import PostQuantFilter
 from liccodec.tiling import Geometry
 
-from test_mbconv import live, receptive_reach
+from blocks import live, receptive_reach
 
 
 def test_a_new_filter_is_exactly_the_identity_and_trains():

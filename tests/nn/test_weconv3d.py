@@ -10,6 +10,8 @@ from liccodec.nn import conv, deconv
 from liccodec.nn.weconv3d import WaveletConv3D
 from liccodec.tiling import Geometry, run_tiled
 
+from blocks import assert_starts_as_identity
+
 
 def _live(block: WaveletConv3D, seed: int = 0) -> WaveletConv3D:
     """Random weights everywhere, the zero-started last layer included."""
@@ -26,16 +28,7 @@ def test_a_new_block_is_exactly_the_identity():
     """The last 1x1 starts at zero, so inserted into trained transforms it changes nothing,
     in fp32 and under bf16 autocast alike (where the lifting itself runs in fp32); and it
     trains: the zero layer gets a gradient at once."""
-    torch.manual_seed(1)
-    block = WaveletConv3D(8)
-    x = torch.randn(2, 8, 16, 12) * 3
-    with torch.no_grad():
-        assert torch.equal(block(x), x)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            xb = x.bfloat16()
-            assert torch.equal(block(xb), xb) and block(xb).dtype == torch.bfloat16
-    block(x).pow(2).sum().backward()
-    assert block.out.weight.grad.abs().sum() > 0
+    assert_starts_as_identity(WaveletConv3D(8), 8)
 
 
 def test_each_subband_has_its_own_convolution_and_kernel():
