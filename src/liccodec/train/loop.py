@@ -277,7 +277,7 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        d = self.cfg.ema
+        d = self.cfg.ema_at(self.state.step)
         for pe, p in zip(self.ema.parameters(), self.model.parameters()):
             pe.lerp_(p.detach(), 1 - d)
         for be, b in zip(self.ema.buffers(), self.model.buffers()):
