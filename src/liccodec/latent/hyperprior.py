@@ -368,8 +368,9 @@ def prior_quantiles(eb: nn.Module, iters: int = 60) -> Tensor:
     """
     target = eb.target.detach().double().view(1, 1, 3)  # logits of tail, 1/2, 1 - tail
     c = eb.quantiles.shape[0]
-    lo = torch.full((c, 1, 3), -(2.0**15), dtype=torch.float64)
-    hi = torch.full((c, 1, 3), 2.0**15, dtype=torch.float64)
+    dev = eb.quantiles.device
+    lo = torch.full((c, 1, 3), -(2.0**15), dtype=torch.float64, device=dev)
+    hi = torch.full((c, 1, 3), 2.0**15, dtype=torch.float64, device=dev)
     for _ in range(iters):
         mid = (lo + hi) / 2
         above = eb._logits_cumulative(mid.float(), stop_gradient=True).double() > target

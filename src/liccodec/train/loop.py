@@ -278,8 +278,8 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         d = self.cfg.ema_at(self.state.step)
-        for pe, p in zip(self.ema.parameters(), self.model.parameters()):
-            pe.lerp_(p.detach(), 1 - d)
+        # one fused call: a Python loop over hundreds of parameters costs a launch each on a GPU
+        torch._foreach_lerp_(list(self.ema.parameters()), [p.detach() for p in self.model.parameters()], 1 - d)
         for be, b in zip(self.ema.buffers(), self.model.buffers()):
             be.copy_(b)
 
