@@ -144,7 +144,7 @@ def test_a_base_that_does_not_fit_is_refused_by_name(models, tiny_builder):
     wide = {**cfgs["charm"], "M": 15}
     export_module(get_arch("charm").build(**wide), "charm", wide, "charm.wide", models)
     with pytest.raises(ValueError, match=r"'charm.wide' does not fit: its tensor 'exact\.cc\.0\.0\.weight' is "
-                                         r"\(16, 10, 3, 3\) torch.int32, this model's \(16, 8, 3, 3\)"):
+                                         r"\(16, 10, 3, 3\) torch.int16, this model's \(16, 8, 3, 3\)"):
         export_module(icisp, "icisp", cfg, "icisp.x", models, base="charm.wide")
     # a base with tensors this model does not have: the blocks of icisp under charm
     export_module(icisp, "icisp", cfg, "icisp.full", models)
@@ -202,3 +202,28 @@ def test_a_delta_without_its_base_is_a_model_error(models, photo):
         load(lambda m: None)
     with pytest.raises(ModelError):
         liccodec.encode(Image.fromarray(photo), model="icisp.gan", quality=2)
+
+
+def test_int16_weights_ship_over_a_base_written_with_int32(models, photo):
+    """Exports write integer weights as int16 since session 20; a base shipped before that
+    holds them as int32. A model over such a base stores none of the unchanged ones."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    base = models / "charm.tiny.safetensors"
+    with safe_open(str(base), "pt") as f:
+        meta = f.metadata()
+    old = {k: (v.to(torch.int32) if v.dtype == torch.int16 else v) for k, v in load_file(base).items()}
+    assert any(k.startswith("exact.") and k.endswith(".weight") and v.dtype == torch.int32 for k, v in old.items())
+    save_file(old, str(base), metadata=meta)
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["models"]["charm.tiny"]["sha256"] = weights.sha256_file(base)
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    weights._load.cache_clear()
+    runtime._load.cache_clear()
+    delta, full = export_twins(tuned("charm", base), "charm", "gan", models, base="charm.tiny")
+    assert all(k.startswith("g_s.") for k in load_file(delta))
+    assert all(v.dtype == torch.int16 for k, v in load_file(full).items() if k.startswith("exact.") and k.endswith(".weight"))
+    coded = [liccodec.encode(Image.fromarray(photo), model=m, quality=2.5) for m in ("charm.gan", "charm.ganfull")]
+    assert unpack(coded[0])[1] == unpack(coded[1])[1]
+    assert np.array_equal(*(np.asarray(liccodec.decode(c)) for c in coded))

@@ -127,7 +127,9 @@ class IntegerNet:
     def to_tensors(self, prefix: str) -> dict[str, Tensor]:
         out = {}
         for i, l in enumerate(self.layers):
-            out[f"{prefix}.{i}.weight"] = l.weight.to(torch.int32)
+            # |W_q| <= W_LIMIT = 2**15 - 1: int16 holds it exactly, at half int32's bytes (exports
+            # before session 20 wrote int32; the loaders widen either to int64)
+            out[f"{prefix}.{i}.weight"] = l.weight.to(torch.int16)
             out[f"{prefix}.{i}.bias"] = l.bias
             out[f"{prefix}.{i}.meta"] = torch.tensor(
                 [l.kind == "deconv", l.shift, l.stride, l.padding, l.output_padding, l.relu], dtype=torch.int64)

@@ -107,7 +107,8 @@ def _difference(tensors: dict[str, torch.Tensor], base: str, model_id: str,
 
     The base need not be of the same architecture: it fits when each of its tensors is one
     this model exports, with the same shape and dtype (charm under icisp, whose blocks it
-    lacks). Anything else would leave the loaders a tensor the model does not have."""
+    lacks); integer tensors of another integer dtype (int16 weights over a base written with
+    int32) are compared and kept in the base's. Anything else would leave the loaders a tensor the model does not have."""
     from liccodec.weights import base_chain, read_manifest, read_tensors
 
     specs = read_manifest(out_dir)
@@ -121,6 +122,10 @@ def _difference(tensors: dict[str, torch.Tensor], base: str, model_id: str,
     ref = read_tensors(spec)
     for k in sorted(ref):
         r, v = ref[k], tensors.get(k)
+        if v is not None and v.dtype != r.dtype and not v.is_floating_point() and not r.is_floating_point():
+            # integer weights written int16 since session 20 over a base written int32: compare
+            # and store them as the base has them, so a delta never mixes the two
+            v = tensors[k] = v.to(r.dtype)
         if v is None:
             raise ValueError(f"base model {base!r} does not fit: its tensor {k!r} is not one this model exports")
         if (v.shape, v.dtype) != (r.shape, r.dtype):
