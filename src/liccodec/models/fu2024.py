@@ -21,19 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from liccodec.latent.channelwise import ChannelConditional
 from liccodec.latent.hyperprior import GainedHyperprior
 from liccodec.latent.wavelet import WaveletChannel
-from liccodec.models.minnen2018 import GA_STAGE_END, GS_STAGE_END, with_stage_blocks
+from liccodec.models.minnen2018 import add_stage_blocks
 from liccodec.models.minnen2020 import CharmConfig, ChannelConditionalCodec
 from liccodec.models.registry import register_arch
 from liccodec.nn.weconv import WaveletConv
-
-#: the stages whose output may carry a WeConv block (strides in image pixels per position)
-_GA_STAGE = {s: GA_STAGE_END[s] for s in (2, 4, 8)}
-_GS_STAGE = {s: GS_STAGE_END[s] for s in (8, 4, 2)}
 
 
 @dataclass
@@ -46,14 +42,6 @@ class WeConvConfig(CharmConfig):
     weconv_hf_groups: int = 1   # 1: the high bands convolved jointly (the paper); 3: per band
 
 
-def _with_blocks(seq: nn.Sequential, stage_end: dict[int, int], widths: dict[int, int],
-                 cfg: WeConvConfig) -> nn.Sequential:
-    """``seq`` with a WeConv block after the stage of each stride of ``cfg.weconv_at``."""
-    return with_stage_blocks(
-        seq, stage_end, cfg.weconv_at,
-        lambda s: [(f"weconv{s}", WaveletConv(widths[s], hf_groups=cfg.weconv_hf_groups))], "weconv_at")
-
-
 @register_arch("weconv", config=WeConvConfig,
                tiny=dict(N=8, M=12, lambdas=[0.004, 0.02, 0.08], slices=3, hidden=16, lrp=True),
                summary="charm + wavelet-domain convolutions and LF-first wavelet-domain slices (WeConvene, Fu 2024)")
@@ -62,11 +50,9 @@ class WeConvene(ChannelConditionalCodec):
 
     def __init__(self, cfg: WeConvConfig, inference: bool = False):
         super().__init__(cfg, inference)
-        if cfg.weconv:
-            s1, s2, s3 = cfg.synthesis or (cfg.N, cfg.N, cfg.N)
-            # reassigning keeps g_a and g_s in their registration slots (state-dict order)
-            self.g_a = _with_blocks(self.g_a, _GA_STAGE, {s: cfg.N for s in _GA_STAGE}, cfg)
-            self.g_s = _with_blocks(self.g_s, _GS_STAGE, {8: s1, 4: s2, 2: s3}, cfg)
+        if cfg.weconv:  # a WeConv block behind each stage of cfg.weconv_at
+            add_stage_blocks(self, lambda s, c: [(f"weconv{s}", WaveletConv(c, hf_groups=cfg.weconv_hf_groups))],
+                             cfg.weconv_at, cfg.weconv_at, "weconv_at", "weconv_at")
 
     @staticmethod
     def _latent(cfg: WeConvConfig, init_log_gain: Tensor, inference: bool) -> GainedHyperprior:

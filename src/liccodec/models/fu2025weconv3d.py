@@ -32,14 +32,11 @@ from liccodec.latent.channelwise import ChannelConditional
 from liccodec.latent.hyperprior import GainedHyperprior
 from liccodec.latent.wavelet import WaveletChannel
 from liccodec.latent.wavelet3d import Wavelet3DChannel
-from liccodec.models.minnen2018 import GA_STAGE_END, GS_STAGE_END, with_stage_blocks
+from liccodec.models.minnen2018 import add_stage_blocks
 from liccodec.models.minnen2020 import CharmConfig, ChannelConditionalCodec
 from liccodec.models.registry import register_arch
 from liccodec.nn.weconv3d import WaveletConv3D
 
-#: the stages whose output may carry a block (strides in image pixels per position)
-_GA_STAGE = {s: GA_STAGE_END[s] for s in (2, 4, 8)}
-_GS_STAGE = {s: GS_STAGE_END[s] for s in (8, 4, 2)}
 #: image sides are padded to a multiple of this (g_a's 16 times h_a's 4)
 _PAD = 64
 ENTROPY_MODELS = ("3d", "2d", "charm")
@@ -69,15 +66,6 @@ class WeConv3DConfig(CharmConfig):
                                  f"a block at stride s takes at most log2({_PAD} / s) levels")
 
 
-def _with_blocks(seq: nn.Sequential, stage_end: dict[int, int], widths: dict[int, int],
-                 cfg: WeConv3DConfig) -> nn.Sequential:
-    """``seq`` with a 3DM-WeConv block after the stage of each stride of ``cfg.weconv_at``."""
-    def make(s: int) -> list[tuple[str, nn.Module]]:
-        return [(f"weconv3d{s}", WaveletConv3D(widths[s], cfg.wavelet, cfg.dwt_levels, cfg.kernels,
-                                               cfg.channel_dwt))]
-    return with_stage_blocks(seq, stage_end, cfg.weconv_at, make, "weconv_at")
-
-
 @register_arch("weconv3d", config=WeConv3DConfig,
                tiny=dict(N=8, M=12, lambdas=[0.004, 0.02, 0.08], slices=3, hidden=16, lrp=True),
                summary="charm + 3D multi-level wavelet-domain convolutions and 3D LF-first wavelet "
@@ -87,11 +75,10 @@ class WeConvene3D(ChannelConditionalCodec):
 
     def __init__(self, cfg: WeConv3DConfig, inference: bool = False):
         super().__init__(cfg, inference)
-        if cfg.weconv3d:
-            s1, s2, s3 = cfg.synthesis or (cfg.N, cfg.N, cfg.N)
-            # reassigning keeps g_a and g_s in their registration slots (state-dict order)
-            self.g_a = _with_blocks(self.g_a, _GA_STAGE, {s: cfg.N for s in _GA_STAGE}, cfg)
-            self.g_s = _with_blocks(self.g_s, _GS_STAGE, {8: s1, 4: s2, 2: s3}, cfg)
+        if cfg.weconv3d:  # a 3DM-WeConv block behind each stage of cfg.weconv_at
+            def block(s: int, c: int) -> list[tuple[str, nn.Module]]:
+                return [(f"weconv3d{s}", WaveletConv3D(c, cfg.wavelet, cfg.dwt_levels, cfg.kernels, cfg.channel_dwt))]
+            add_stage_blocks(self, block, cfg.weconv_at, cfg.weconv_at, "weconv_at", "weconv_at")
 
     @staticmethod
     def _latent(cfg: WeConv3DConfig, init_log_gain: Tensor, inference: bool) -> GainedHyperprior:

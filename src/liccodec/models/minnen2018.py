@@ -49,6 +49,21 @@ def with_stage_blocks(seq: nn.Sequential, stage_end: dict[int, int], strides: It
     return container(OrderedDict(layers))
 
 
+
+def add_stage_blocks(model: nn.Module, make: Callable[[int, int], list[tuple[str, nn.Module]]],
+                     ga_at: Iterable[int], gs_at: Iterable[int], ga_option: str, gs_option: str) -> None:
+    """Give ``model``'s g_a and g_s the named modules ``make(stride, channels)`` behind their
+    inner stages (strides 2, 4 and 8): g_a's at the strides ``ga_at``, g_s's at ``gs_at``
+    (config options, named in errors), each sized to the channels that stage ends with."""
+    cfg = model.cfg
+    s1, s2, s3 = cfg.synthesis or (cfg.N, cfg.N, cfg.N)
+    ga_widths, gs_widths = {2: cfg.N, 4: cfg.N, 8: cfg.N}, {8: s1, 4: s2, 2: s3}
+    # reassigning keeps g_a and g_s in their registration slots (state-dict order)
+    model.g_a = with_stage_blocks(model.g_a, {s: GA_STAGE_END[s] for s in ga_widths}, ga_at,
+                                  lambda s: make(s, ga_widths[s]), ga_option)
+    model.g_s = with_stage_blocks(model.g_s, {s: GS_STAGE_END[s] for s in gs_widths}, gs_at,
+                                  lambda s: make(s, gs_widths[s]), gs_option)
+
 @dataclass
 class MshConfig:
     N: int = 128

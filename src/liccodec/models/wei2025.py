@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liccodec.models.minnen2018 import GA_STAGE_END, GS_STAGE_END, with_stage_blocks
+from liccodec.models.minnen2018 import add_stage_blocks
 from liccodec.models.minnen2020 import CharmConfig, ChannelConditionalCodec
 from liccodec.models.registry import register_arch
 from liccodec.nn import transform_precision
@@ -66,10 +66,6 @@ from liccodec.nn.fdm import FDM
 from liccodec.nn.vss import EVSS
 from liccodec.tiling import Geometry, TilePolicy
 
-#: strides whose stage output may carry blocks, and the index, in charm's g_a and g_s, of
-#: the GDN that ends that stage (as in ``fu2024``)
-_GA_STAGE = {s: GA_STAGE_END[s] for s in (2, 4, 8)}
-_GS_STAGE = {s: GS_STAGE_END[s] for s in (8, 4, 2)}
 #: name prefixes of the blocks inside g_a / g_s
 BLOCK_NAMES = ("evss", "fdm")
 
@@ -86,16 +82,6 @@ class ICISPConfig(CharmConfig):
     fdm: bool = True          # an FDM block after each EVSS block
 
 
-def _with_blocks(seq: nn.Sequential, stage_end: dict[int, int], widths: dict[int, int],
-                 at: tuple[int, ...], cfg: ICISPConfig, which: str) -> nn.Sequential:
-    """``seq`` with EVSS (+ FDM) after the stage of each stride of ``at``."""
-    def blocks(s: int) -> list[tuple[str, nn.Module]]:
-        out = [(f"evss{s}", EVSS(widths[s], cfg.evss_state, cfg.evss_expand, cfg.evss_chunk))]
-        return out + [(f"fdm{s}", FDM(widths[s]))] if cfg.fdm else out
-
-    return with_stage_blocks(seq, stage_end, at, blocks, which)
-
-
 def _charm_layers(seq: nn.Sequential) -> list[nn.Module]:
     return [m for name, m in seq.named_children() if not name.startswith(BLOCK_NAMES)]
 
@@ -109,12 +95,11 @@ class ICISP(ChannelConditionalCodec):
 
     def __init__(self, cfg: ICISPConfig, inference: bool = False):
         super().__init__(cfg, inference)
-        s1, s2, s3 = cfg.synthesis or (cfg.N, cfg.N, cfg.N)
-        # reassigning keeps g_a and g_s in their registration slots (state-dict order)
-        self.g_a = _with_blocks(self.g_a, _GA_STAGE, {s: cfg.N for s in _GA_STAGE},
-                                tuple(cfg.evss_ga), cfg, "evss_ga")
-        self.g_s = _with_blocks(self.g_s, _GS_STAGE, {8: s1, 4: s2, 2: s3},
-                                tuple(cfg.evss_gs), cfg, "evss_gs")
+        def blocks(s: int, c: int) -> list[tuple[str, nn.Module]]:  # EVSS (+ FDM) behind a stage
+            out = [(f"evss{s}", EVSS(c, cfg.evss_state, cfg.evss_expand, cfg.evss_chunk))]
+            return out + [(f"fdm{s}", FDM(c))] if cfg.fdm else out
+
+        add_stage_blocks(self, blocks, cfg.evss_ga, cfg.evss_gs, "evss_ga", "evss_gs")
 
     @cached_property
     def y_stride(self) -> int:
