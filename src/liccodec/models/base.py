@@ -85,6 +85,11 @@ class LearnedCodec(nn.Module):
         """The quality, in thousandths, that codes at (fractional) trained ``level``."""
         return quality_of_level(level)
 
+    def regularizer(self, out: CodecOut) -> Tensor | None:
+        """A training-loss term of the architecture's own, per image (B,), that the trainer adds
+        to rate + lambda * distortion (e.g. ``deform``'s L1 sparsity of the latent); None: none."""
+        return None
+
     def forward(self, x: Tensor, level: Tensor) -> CodecOut:
         y = self.g_a(x)
         lat = self.latent(y, level)

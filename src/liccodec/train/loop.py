@@ -246,6 +246,10 @@ class Trainer:
             bits = latent_bits(out.likelihoods)
             rate = sum(weights.get(k, 1.0) * b for k, b in bits.items()) / n_pix
             extra.update({f"bpp_{k}": bits[k].mean().item() / n_pix for k in weights})
+        reg = model.regularizer(out)
+        if reg is not None:
+            dist = dist + reg.float()
+            extra["reg"] = reg.mean().item()
         loss = (dist + cfg.bpp_weight * cfg.rate_weight(bpp, level, levels) * rate).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
