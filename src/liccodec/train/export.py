@@ -106,9 +106,12 @@ def _difference(tensors: dict[str, torch.Tensor], base: str, model_id: str,
     ``out_dir``, assembled over its own bases), and the base's sha256.
 
     The base need not be of the same architecture: it fits when each of its tensors is one
-    this model exports, with the same shape and dtype (charm under icisp, whose blocks it
-    lacks); integer tensors of another integer dtype (int16 weights over a base written with
-    int32) are compared and kept in the base's. Anything else would leave the loaders a tensor the model does not have."""
+    this model exports, with the same dtype (charm under icisp, whose blocks it lacks);
+    integer tensors of another integer dtype (int16 weights over a base written with int32)
+    are compared and kept in the base's. A tensor whose shape differs from the base's (a
+    slice network that reads more context, as dcae's) is stored whole, and the loaders take
+    it over the base's. A base tensor this model lacks would leave the loaders a tensor the
+    model does not have, so such a base is refused."""
     from liccodec.weights import base_chain, read_manifest, read_tensors
 
     specs = read_manifest(out_dir)
@@ -128,10 +131,11 @@ def _difference(tensors: dict[str, torch.Tensor], base: str, model_id: str,
             v = tensors[k] = v.to(r.dtype)
         if v is None:
             raise ValueError(f"base model {base!r} does not fit: its tensor {k!r} is not one this model exports")
-        if (v.shape, v.dtype) != (r.shape, r.dtype):
+        if v.dtype != r.dtype:
             raise ValueError(f"base model {base!r} does not fit: its tensor {k!r} is {tuple(r.shape)} {r.dtype}, "
                              f"this model's {tuple(v.shape)} {v.dtype}")
-    return {k: v for k, v in tensors.items() if k not in ref or not torch.equal(ref[k], v)}, spec.sha256
+    return {k: v for k, v in tensors.items()
+            if k not in ref or ref[k].shape != v.shape or not torch.equal(ref[k], v)}, spec.sha256
 
 
 def _plain(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -144,8 +148,7 @@ def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir:
     """Write ``<out_dir>/<model_id>.safetensors`` and its entry in ``<out_dir>/manifest.json``.
 
     With ``base`` (a model in ``out_dir`` each of whose tensors this model exports with the
-    same shape and dtype: the same architecture and config, or one this architecture
-    extends), the file holds only the tensors that are new or differ from it, and the entry
+    same dtype: the same architecture and config, or one this architecture extends), the file holds only the tensors that are new or differ from it, and the entry
     names the base (and its sha256) to take the rest from. The base may have a base itself."""
     from safetensors.torch import save_file
 
