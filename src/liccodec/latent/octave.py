@@ -100,7 +100,82 @@ def _tiled(net: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tile: int | N
     return net(x) if tile is None else run_tiled(net, x, Geometry.of(net), tile)
 
 
-class OctaveHyperprior(GainedHyperprior):
+class LowHyperprior:
+    """What a latent codec with a second, low-resolution (LR) latent shares (``octave``,
+    ``twobranch``): y_low's own z prior, gains and h_a (``entropy_bottleneck_low``,
+    ``gain_low``, ``hyper_gain_low``, ``h_a_low``), their training hooks and export, and the
+    coding of the two hyper-latents, z then z_low, at the head of the stream. Mixed in before
+    a :class:`GainedHyperprior`, whose methods it extends."""
+
+    # ---- training hooks ----------------------------------------------------------------
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.loss() + self.entropy_bottleneck_low.loss()
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        return [self.entropy_bottleneck.quantiles, self.entropy_bottleneck_low.quantiles]
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        super().refresh()
+        eb = self.entropy_bottleneck_low
+        eb.quantiles.copy_(prior_quantiles(eb).to(eb.quantiles))
+
+    # ---- export ------------------------------------------------------------------------
+    def export_exact(self, scales: np.ndarray | None = None) -> dict[str, Tensor]:
+        out = super().export_exact(scales)
+        eb = self.entropy_bottleneck_low
+        q = prior_quantiles(eb)
+        out["exact.z_low_median"] = torch.round(q[:, 0, 1] * 2**ACT_BITS).to(torch.int64)
+        ihg = self.hyper_gain_low.log_inv_gain.detach().double().exp().clamp(2.0**-8, 64.0)
+        out["exact.inv_hyper_gain_low"] = torch.round(ihg * 2**GAIN_BITS).to(torch.int64)
+        out.update({k.replace("exact.z_tables", "exact.z_low_tables"): v for k, v in _z_tables(eb, q).items()})
+        return out
+
+    def reference_tensors(self) -> dict[str, Tensor]:
+        eb = self.entropy_bottleneck_low
+        prior = {f"entropy_bottleneck_low.{n}": p.detach().float() for n, p in eb.named_parameters()}
+        prior["entropy_bottleneck_low.quantiles"] = prior_quantiles(eb).float()
+        return {**super().reference_tensors(), **prior}
+
+    # ---- exact coding of the hyper-latents -----------------------------------------------
+    def _encode_z(self, ex, y: Tensor, q_milli: int, writer: StreamWriter,
+                  tile: int | None) -> tuple[list[np.ndarray], Tensor, Tensor]:
+        """Code z and z_low of the packed ``y`` into ``writer``; returns their symbols and the
+        gained HR and LR latents (float32). ``tile``: packed-y positions (None: whole)."""
+        level = self._float_level(q_milli, y.shape[0], y.device)
+        y_high, y_low = unpack(y, self.M)
+        g, _ = self.gain(level)
+        g_low, _ = self.gain_low(level)
+        hg, _ = self.hyper_gain(level)
+        hg_low, _ = self.hyper_gain_low(level)
+        y_g, y_low_g = y_high.float() * g, y_low.float() * g_low
+        syms = []
+        for h_a, y_part, gain, median, tab, t in (
+                (self.h_a, y_g, hg, ex.z_median, ex.z_tables, None if tile is None else 2 * tile),
+                (self.h_a_low, y_low_g, hg_low, ex.z_low_median, ex.z_low_tables, tile)):
+            x = y_part.to(y.dtype)
+            z_g = (h_a(x) if t is None else run_tiled(h_a, x, Geometry.of(h_a), t)).float() * gain
+            med = (median.double() / 2**ACT_BITS).view(1, -1, 1, 1)
+            z_sym = torch.round(z_g.double().cpu() - med).clamp(-Z_LIMIT, Z_LIMIT).to(torch.int64).numpy()
+            writer.add(tab, z_sym, np.broadcast_to(np.arange(z_sym.shape[1]).reshape(1, -1, 1, 1), z_sym.shape))
+            syms.append(z_sym)
+        return syms, y_g, y_low_g
+
+    def _decode_z(self, ex, reader: StreamReader, z_hw: tuple[int, int]) -> list[np.ndarray]:
+        """Inverse of :meth:`_encode_z`: the symbols of z and z_low, each checked in range."""
+        h, w = z_hw
+        syms = []
+        for tab, n in ((ex.z_tables, self.N), (ex.z_low_tables, self.N_low)):
+            # before anything grows with the declared size: can the rest of the stream hold it?
+            reader.check_room(tab, np.full(n, h * w))
+            z_sym = reader.take(tab, np.broadcast_to(np.arange(n).reshape(1, -1, 1, 1), (1, n, h, w)))
+            if np.abs(z_sym).max(initial=0) > Z_LIMIT:
+                raise FormatError("hyper-latent value out of range")
+            syms.append(z_sym.reshape(1, n, h, w))
+        return syms
+
+
+class OctaveHyperprior(LowHyperprior, GainedHyperprior):
     """:class:`GainedHyperprior` for the HR latent (charm's names) plus the LR latent's own
     gains, hyperprior and the cross-resolution parameter estimation. Its ``y`` is the packed
     pair (``nn.octave.pack``): 4M + M_low channels at 1/32 of the image."""
@@ -157,19 +232,6 @@ class OctaveHyperprior(GainedHyperprior):
         return (*super().level_tables(), "gain_low.log_gain", "gain_low.log_inv_gain",
                 "hyper_gain_low.log_gain", "hyper_gain_low.log_inv_gain")
 
-    # ---- training hooks ----------------------------------------------------------------
-    def aux_loss(self) -> Tensor:
-        return self.entropy_bottleneck.loss() + self.entropy_bottleneck_low.loss()
-
-    def aux_parameters(self) -> list[nn.Parameter]:
-        return [self.entropy_bottleneck.quantiles, self.entropy_bottleneck_low.quantiles]
-
-    @torch.no_grad()
-    def refresh(self) -> None:
-        super().refresh()
-        eb = self.entropy_bottleneck_low
-        eb.quantiles.copy_(prior_quantiles(eb).to(eb.quantiles))
-
     def forward(self, y: Tensor, level: Tensor) -> LatentOut:
         y_high, y_low = unpack(y, self.M)
         g, ig = self.gain(level)
@@ -202,22 +264,6 @@ class OctaveHyperprior(GainedHyperprior):
         return (ste_round(z_g - med) + med) * ihg, lik
 
     # ---- export ------------------------------------------------------------------------
-    def export_exact(self, scales: np.ndarray | None = None) -> dict[str, Tensor]:
-        out = super().export_exact(scales)
-        eb = self.entropy_bottleneck_low
-        q = prior_quantiles(eb)
-        out["exact.z_low_median"] = torch.round(q[:, 0, 1] * 2**ACT_BITS).to(torch.int64)
-        ihg = self.hyper_gain_low.log_inv_gain.detach().double().exp().clamp(2.0**-8, 64.0)
-        out["exact.inv_hyper_gain_low"] = torch.round(ihg * 2**GAIN_BITS).to(torch.int64)
-        out.update({k.replace("exact.z_tables", "exact.z_low_tables"): v for k, v in _z_tables(eb, q).items()})
-        return out
-
-    def reference_tensors(self) -> dict[str, Tensor]:
-        eb = self.entropy_bottleneck_low
-        prior = {f"entropy_bottleneck_low.{n}": p.detach().float() for n, p in eb.named_parameters()}
-        prior["entropy_bottleneck_low.quantiles"] = prior_quantiles(eb).float()
-        return {**super().reference_tensors(), **prior}
-
     # ---- exact coding --------------------------------------------------------------------
     def _code(self, ex: OctaveExact, z_sym: np.ndarray, z_low_sym: np.ndarray, q_milli: int, tile: int | None,
               code: Callable[[str, np.ndarray, np.ndarray], np.ndarray]) -> tuple[Tensor, Tensor]:
@@ -255,23 +301,7 @@ class OctaveHyperprior(GainedHyperprior):
         self._check_qmap(qmap)
         ex = self._require_exact()
         self._check_exact(ex)
-        level = self._float_level(q_milli, y.shape[0], y.device)
-        y_high, y_low = unpack(y, self.M)
-        g, _ = self.gain(level)
-        g_low, _ = self.gain_low(level)
-        hg, _ = self.hyper_gain(level)
-        hg_low, _ = self.hyper_gain_low(level)
-        y_g, y_low_g = y_high.float() * g, y_low.float() * g_low
-        syms = []
-        for h_a, y_part, gain, median, tab, t in (
-                (self.h_a, y_g, hg, ex.z_median, ex.z_tables, None if tile is None else 2 * tile),
-                (self.h_a_low, y_low_g, hg_low, ex.z_low_median, ex.z_low_tables, tile)):
-            x = y_part.to(y.dtype)
-            z_g = (h_a(x) if t is None else run_tiled(h_a, x, Geometry.of(h_a), t)).float() * gain
-            med = (median.double() / 2**ACT_BITS).view(1, -1, 1, 1)
-            z_sym = torch.round(z_g.double().cpu() - med).clamp(-Z_LIMIT, Z_LIMIT).to(torch.int64).numpy()
-            writer.add(tab, z_sym, np.broadcast_to(np.arange(z_sym.shape[1]).reshape(1, -1, 1, 1), z_sym.shape))
-            syms.append(z_sym)
+        syms, y_g, y_low_g = self._encode_z(ex, y, q_milli, writer, tile)
         values = {"y": y_g.double().cpu().numpy(), "y_low": y_low_g.double().cpu().numpy()}
 
         def code(which: str, index: np.ndarray, means_q: np.ndarray) -> np.ndarray:
@@ -287,15 +317,7 @@ class OctaveHyperprior(GainedHyperprior):
         """-> packed (y symbols, means in ACT_BITS fixed point): integers only."""
         ex = self._require_exact()
         self._check_exact(ex)
-        h, w = z_hw
-        syms = []
-        for tab, n in ((ex.z_tables, self.N), (ex.z_low_tables, self.N_low)):
-            # before anything grows with the declared size: can the rest of the stream hold it?
-            reader.check_room(tab, np.full(n, h * w))
-            z_sym = reader.take(tab, np.broadcast_to(np.arange(n).reshape(1, -1, 1, 1), (1, n, h, w)))
-            if np.abs(z_sym).max(initial=0) > Z_LIMIT:
-                raise FormatError("hyper-latent value out of range")
-            syms.append(z_sym.reshape(1, n, h, w))
+        syms = self._decode_z(ex, reader, z_hw)
 
         def code(which: str, index: np.ndarray, means_q: np.ndarray) -> np.ndarray:
             return reader.take(ex.y_tables, index).reshape(index.shape)

@@ -44,16 +44,15 @@ import torch
 from torch import Tensor, nn
 
 from liccodec.entropy import StreamReader, StreamWriter, TableSet
-from liccodec.errors import FormatError
-from liccodec.fixedpoint import ACT_BITS, GAIN_BITS, Z_LIMIT
+from liccodec.fixedpoint import ACT_BITS
 from liccodec.latent.base import LatentOut
 from liccodec.latent.channelwise import ChannelConditional, ChannelExact
-from liccodec.latent.hyperprior import GainedHyperprior, _quantize_y, _z_tables, prior_quantiles
-from liccodec.latent.octave import LOW_PRIOR_SCALE, OctaveHyperprior, _fixed, _tiled
+from liccodec.latent.hyperprior import GainedHyperprior, _quantize_y
+from liccodec.latent.octave import LOW_PRIOR_SCALE, LowHyperprior, OctaveHyperprior, _fixed, _tiled
 from liccodec.nn import GainUnits, conv, correction_net, deconv
 from liccodec.nn.integer import IntegerNet
 from liccodec.nn.octave import pack, unpack
-from liccodec.tiling import Geometry, run_tiled
+from liccodec.tiling import Geometry
 
 
 @dataclass
@@ -91,9 +90,10 @@ class TwoBranchExact(ChannelExact):
         return out
 
 
-class TwoBranchLatent(ChannelConditional):
+class TwoBranchLatent(LowHyperprior, ChannelConditional):
     """:class:`ChannelConditional` for the HR latent (charm's names) plus the LR latent's
-    gains, hyperprior, HR -> LR conditioning and slices. Its ``y`` is the packed pair
+    gains, hyperprior (``latent.octave.LowHyperprior``, as octave's), HR -> LR conditioning
+    and slices. Its ``y`` is the packed pair
     (``nn.octave.pack``): 4M + M_low channels at 1/32 of the image."""
 
     exact_cls = TwoBranchExact
@@ -153,19 +153,6 @@ class TwoBranchLatent(ChannelConditional):
         return (*super().level_tables(), "gain_low.log_gain", "gain_low.log_inv_gain",
                 "hyper_gain_low.log_gain", "hyper_gain_low.log_inv_gain")
 
-    # ---- training hooks ----------------------------------------------------------------
-    def aux_loss(self) -> Tensor:
-        return self.entropy_bottleneck.loss() + self.entropy_bottleneck_low.loss()
-
-    def aux_parameters(self) -> list[nn.Parameter]:
-        return [self.entropy_bottleneck.quantiles, self.entropy_bottleneck_low.quantiles]
-
-    @torch.no_grad()
-    def refresh(self) -> None:
-        super().refresh()
-        eb = self.entropy_bottleneck_low
-        eb.quantiles.copy_(prior_quantiles(eb).to(eb.quantiles))
-
     def _sliced(self, y_g: Tensor, scales: Tensor, means: Tensor, slices: int,
                 correct: Callable[[int, Tensor], Tensor], cond: tuple[Tensor, ...] = ()
                 ) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -210,23 +197,6 @@ class TwoBranchLatent(ChannelConditional):
             y_hat = self.lrp(torch.cat([*final_means, y_hat], dim=1))
         return LatentOut(pack(y_hat * ig, y_low_hat * ig_low),
                          {"y": lik, "z": z_lik, "y_low": low_lik, "z_low": z_low_lik})
-
-    # ---- export ------------------------------------------------------------------------
-    def export_exact(self, scales: np.ndarray | None = None) -> dict[str, Tensor]:
-        out = super().export_exact(scales)
-        eb = self.entropy_bottleneck_low
-        q = prior_quantiles(eb)
-        out["exact.z_low_median"] = torch.round(q[:, 0, 1] * 2**ACT_BITS).to(torch.int64)
-        ihg = self.hyper_gain_low.log_inv_gain.detach().double().exp().clamp(2.0**-8, 64.0)
-        out["exact.inv_hyper_gain_low"] = torch.round(ihg * 2**GAIN_BITS).to(torch.int64)
-        out.update({k.replace("exact.z_tables", "exact.z_low_tables"): v for k, v in _z_tables(eb, q).items()})
-        return out
-
-    def reference_tensors(self) -> dict[str, Tensor]:
-        eb = self.entropy_bottleneck_low
-        prior = {f"entropy_bottleneck_low.{n}": p.detach().float() for n, p in eb.named_parameters()}
-        prior["entropy_bottleneck_low.quantiles"] = prior_quantiles(eb).float()
-        return {**super().reference_tensors(), **prior}
 
     # ---- exact coding --------------------------------------------------------------------
     def _check_exact(self, ex: TwoBranchExact) -> None:
@@ -279,23 +249,7 @@ class TwoBranchLatent(ChannelConditional):
         self._check_qmap(qmap)
         ex = self._require_exact()
         self._check_exact(ex)
-        level = self._float_level(q_milli, y.shape[0], y.device)
-        y_high, y_low = unpack(y, self.M)
-        g, _ = self.gain(level)
-        g_low, _ = self.gain_low(level)
-        hg, _ = self.hyper_gain(level)
-        hg_low, _ = self.hyper_gain_low(level)
-        y_g, y_low_g = y_high.float() * g, y_low.float() * g_low
-        syms = []
-        for h_a, y_part, gain, median, tab, t in (
-                (self.h_a, y_g, hg, ex.z_median, ex.z_tables, None if tile is None else 2 * tile),
-                (self.h_a_low, y_low_g, hg_low, ex.z_low_median, ex.z_low_tables, tile)):
-            x = y_part.to(y.dtype)
-            z_g = (h_a(x) if t is None else run_tiled(h_a, x, Geometry.of(h_a), t)).float() * gain
-            med = (median.double() / 2**ACT_BITS).view(1, -1, 1, 1)
-            z_sym = torch.round(z_g.double().cpu() - med).clamp(-Z_LIMIT, Z_LIMIT).to(torch.int64).numpy()
-            writer.add(tab, z_sym, np.broadcast_to(np.arange(z_sym.shape[1]).reshape(1, -1, 1, 1), z_sym.shape))
-            syms.append(z_sym)
+        syms, y_g, y_low_g = self._encode_z(ex, y, q_milli, writer, tile)
         values = {"y": y_g.double().cpu().numpy(), "y_low": y_low_g.double().cpu().numpy()}
         widths = {"y": self.M // self.slices, "y_low": self.M_low // self.slices_low}
 
@@ -313,15 +267,7 @@ class TwoBranchLatent(ChannelConditional):
         """-> packed (y symbols, means in ACT_BITS fixed point): integers only."""
         ex = self._require_exact()
         self._check_exact(ex)
-        h, w = z_hw
-        syms = []
-        for tab, n in ((ex.z_tables, self.N), (ex.z_low_tables, self.N_low)):
-            # before anything grows with the declared size: can the rest of the stream hold it?
-            reader.check_room(tab, np.full(n, h * w))
-            z_sym = reader.take(tab, np.broadcast_to(np.arange(n).reshape(1, -1, 1, 1), (1, n, h, w)))
-            if np.abs(z_sym).max(initial=0) > Z_LIMIT:
-                raise FormatError("hyper-latent value out of range")
-            syms.append(z_sym.reshape(1, n, h, w))
+        syms = self._decode_z(ex, reader, z_hw)
 
         def code(which: str, i: int, index: np.ndarray, means_q: np.ndarray) -> np.ndarray:
             return reader.take(ex.y_tables, index).reshape(index.shape)
