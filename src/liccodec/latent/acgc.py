@@ -62,8 +62,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liccodec.latent.channelwise import _fixed
-from liccodec.latent.checkerboard import _scatter, _tiled, anchor_mask
+from liccodec.latent.checkerboard import _tiled
 from liccodec.latent.slicecheckerboard import SliceCheckerboard, SliceCheckerboardExact
 from liccodec.nn import conv, correction_net
 from liccodec.nn.dictionary import exp_table
@@ -247,39 +246,11 @@ class ACGCChannel(SliceCheckerboard):
                 "exact.acgc_window": torch.tensor([self.acgc_window], dtype=torch.int64)}
 
     # ---- training ------------------------------------------------------------------------
-    def _y_forward(self, y_g: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
-        h, w = y_g.shape[-2:]
-        a = anchor_mask(h, w, y_g.device)
-        liks, y_hats, final_means = [], [], []
-        for i in range(self.slices):
-            s, m = self._part(scales, i), self._part(means, i)
-            d_s, d_m = self._correct(i, torch.cat([s, m, *y_hats], dim=1)).chunk(2, dim=1)
-            with torch.autocast(y_g.device.type, enabled=False):
-                s1, m1 = s.float() + d_s.float(), m.float() + d_m.float()
-            ctx = torch.cat([s1, m1], dim=1)
-            if i:
-                ctx = torch.cat([ctx, self.acgc[str(i)](torch.cat([ctx, *y_hats], dim=1)).float()], dim=1)
-            y = self._part(y_g, i)
-            (lik_a, y_hat_a), m_a = self._pass(self.pa_a[i], ctx[..., a], None, y[..., a], s1[..., a], m1[..., a])
-            anchors = y_hat_a.new_zeros(*y.shape)
-            anchors[..., a] = y_hat_a
-            sp = self.sp[i](anchors)
-            (lik_n, y_hat_n), m_n = self._pass(self.pa_n[i], ctx[..., ~a], sp[..., ~a], y[..., ~a],
-                                               s1[..., ~a], m1[..., ~a])
-            liks.append(_scatter(lik_a, lik_n, a))
-            y_hats.append(_scatter(y_hat_a, y_hat_n, a))
-            final_means.append(_scatter(m_a, m_n, a))
-        lik = torch.cat(liks, dim=1)
-        if self.skip_zero and self._level is not None:
-            zero = self._zero_channels(y_g, torch.cat(final_means, dim=1))
-            if self.training:
-                self._count(zero)
-            else:
-                lik = self._as_coded(lik, zero)
-        y_hat = torch.cat(y_hats, dim=1)
-        if self.lrp is not None:
-            y_hat = self.lrp(torch.cat([*final_means, y_hat], dim=1))
-        return lik, y_hat
+    def _slice_context(self, i: int, ctx: Tensor, y_hats: list[Tensor]) -> Tensor:
+        """From slice 1 on, the ACGC site's channels follow the (scales, means) context."""
+        if not i:
+            return ctx
+        return torch.cat([ctx, self.acgc[str(i)](torch.cat([ctx, *y_hats], dim=1)).float()], dim=1)
 
     # ---- exact coding --------------------------------------------------------------------
     def _check(self, ex: ACGCExact) -> None:
@@ -288,31 +259,11 @@ class ACGCChannel(SliceCheckerboard):
             raise ValueError(f"the weights' attention contexts do not fit {self.slices} slices "
                              f"and a window of {self.acgc_window}")
 
-    def _code_slices(self, ex: ACGCExact, scales_q: Tensor, means_q: Tensor, tile: int | None,
-                     code: Callable[[int, Tensor, Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
-        """As :meth:`SliceCheckerboard._code_slices`, with the exact attention contexts in
-        each slice's parameter context."""
-        self._check(ex)
-        c = self.M // self.slices
-        h, w = scales_q.shape[-2:]
-        a = anchor_mask(h, w)
-        syms, mq, y_hat_q = [], [], []
-        for i in range(self.slices):
-            s, m = self._part(scales_q, i), self._part(means_q, i)
-            d = _tiled(ex.cc[i], torch.cat([s, m, *y_hat_q], dim=1), tile)
-            s1, m1 = s + d[:, :c], m + d[:, c:]
-            ctx = torch.cat([s1, m1], dim=1)
-            if i:
-                step = ACGCStep(c, i, ex.acgc_window, ex.acgc[i], ex.acgc_exp)
-                ctx = torch.cat([ctx, _tiled(step, torch.cat([ctx, *y_hat_q], dim=1), tile)], dim=1)
-            ya, ma = self._code_pass(ex.pa_a[i], i, a, ctx[..., a], s1[..., a], m1[..., a], tile, code)
-            anchors = torch.zeros(1, c, h, w, dtype=torch.int64)
-            anchors[..., a] = _fixed(ya, ma)
-            sp = _tiled(ex.sp[i], anchors, tile)
-            yn, mn = self._code_pass(ex.pa_n[i], i, ~a, torch.cat([ctx[..., ~a], sp[..., ~a]], dim=1),
-                                     s1[..., ~a], m1[..., ~a], tile, code)
-            syms.append(_scatter(ya, yn, a))
-            mq.append(_scatter(ma, mn, a))
-            y_hat_q.append(_fixed(syms[-1], mq[-1]))
-        return torch.cat(syms, dim=1), torch.cat(mq, dim=1)
+    def _exact_slice_context(self, ex: ACGCExact, i: int, ctx: Tensor, y_hat_q: list[Tensor],
+                             tile: int | None) -> Tensor:
+        """The exact attention contexts (integer steps) after the fixed-point (scales, means)."""
+        if not i:
+            return ctx
+        step = ACGCStep(self.M // self.slices, i, ex.acgc_window, ex.acgc[i], ex.acgc_exp)
+        return torch.cat([ctx, _tiled(step, torch.cat([ctx, *y_hat_q], dim=1), tile)], dim=1)
 

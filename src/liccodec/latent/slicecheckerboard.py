@@ -175,7 +175,7 @@ class SliceCheckerboard(ChannelConditional):
                 # charm's parameters, added in fp32 as charm adds them
                 s1, m1 = s.float() + d_s.float(), m.float() + d_m.float()
             y = self._part(y_g, i)
-            ctx = torch.cat([s1, m1], dim=1)
+            ctx = self._slice_context(i, torch.cat([s1, m1], dim=1), y_hats)
             (lik_a, y_hat_a), m_a = self._pass(self.pa_a[i], ctx[..., a], None, y[..., a], s1[..., a], m1[..., a])
             anchors = y_hat_a.new_zeros(*y.shape)
             anchors[..., a] = y_hat_a
@@ -196,6 +196,18 @@ class SliceCheckerboard(ChannelConditional):
         if self.lrp is not None:
             y_hat = self.lrp(torch.cat([*final_means, y_hat], dim=1))
         return lik, y_hat
+
+    def _slice_context(self, i: int, ctx: Tensor, y_hats: list[Tensor]) -> Tensor:
+        """Training: what both passes' parameter networks of slice ``i`` read besides the
+        checkerboard context: here its corrected (scales, means) ``ctx``; a subclass may
+        append channels computed from them and the slices decoded before (``y_hats``)."""
+        return ctx
+
+    def _exact_slice_context(self, ex: SliceCheckerboardExact, i: int, ctx: Tensor, y_hat_q: list[Tensor],
+                             tile: int | None) -> Tensor:
+        """Coding: the integer counterpart of :meth:`_slice_context` (fixed-point ``ctx`` and
+        decoded slices ``y_hat_q``), the same on both sides."""
+        return ctx
 
     def _pass(self, net: nn.Module, ctx: Tensor, sp: Tensor | None, y: Tensor, s: Tensor,
               m: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
@@ -261,7 +273,7 @@ class SliceCheckerboard(ChannelConditional):
             s, m = self._part(scales_q, i), self._part(means_q, i)
             d = _tiled(ex.cc[i], torch.cat([s, m, *y_hat_q], dim=1), tile)
             s1, m1 = s + d[:, :c], m + d[:, c:]
-            ctx = torch.cat([s1, m1], dim=1)
+            ctx = self._exact_slice_context(ex, i, torch.cat([s1, m1], dim=1), y_hat_q, tile)
             ya, ma = self._code_pass(ex.pa_a[i], i, a, ctx[..., a], s1[..., a], m1[..., a], tile, code)
             anchors = torch.zeros(1, c, h, w, dtype=torch.int64)
             anchors[..., a] = _fixed(ya, ma)
