@@ -108,6 +108,33 @@ class LowHyperprior:
     a :class:`GainedHyperprior`, whose methods it extends."""
 
     # ---- training hooks ----------------------------------------------------------------
+    def level_tables(self) -> tuple[str, ...]:
+        return (*super().level_tables(), "gain_low.log_gain", "gain_low.log_inv_gain",
+                "hyper_gain_low.log_gain", "hyper_gain_low.log_inv_gain")
+
+    def _hyper_forward(self, y: Tensor, level: Tensor):
+        """Training: the packed ``y``'s two latents gained, their inverse gains, and both
+        hyper-latents as the hyper-synthesis sees them with their likelihoods (fp32):
+        ((y_g, y_low_g), (ig, ig_low), (z_hat, z_low_hat), (z_lik, z_low_lik))."""
+        y_high, y_low = unpack(y, self.M)
+        g, ig = self.gain(level)
+        g_low, ig_low = self.gain_low(level)
+        hg, ihg = self.hyper_gain(level)
+        hg_low, ihg_low = self.hyper_gain_low(level)
+        y_g, y_low_g = y_high * g, y_low * g_low
+        z_g, z_low_g = self.h_a(y_g) * hg, self.h_a_low(y_low_g) * hg_low
+        with torch.autocast(y.device.type, enabled=False):
+            z_hat, z_lik = self._z_forward(self.entropy_bottleneck, z_g.float(), ihg)
+            z_low_hat, z_low_lik = self._z_forward(self.entropy_bottleneck_low, z_low_g.float(), ihg_low)
+        return (y_g, y_low_g), (ig, ig_low), (z_hat, z_low_hat), (z_lik, z_low_lik)
+
+    @staticmethod
+    def _z_forward(eb: nn.Module, z_g: Tensor, ihg: Tensor) -> tuple[Tensor, Tensor]:
+        """(z as the hyper-synthesis sees it, z's likelihoods), fp32, as the hyperprior's."""
+        _, lik = eb(z_g)
+        med = eb._get_medians().reshape(1, -1, 1, 1)
+        return (ste_round(z_g - med) + med) * ihg, lik
+
     def aux_loss(self) -> Tensor:
         return self.entropy_bottleneck.loss() + self.entropy_bottleneck_low.loss()
 
@@ -228,21 +255,8 @@ class OctaveHyperprior(LowHyperprior, GainedHyperprior):
     def integer_nets(self) -> dict[str, nn.Sequential]:
         return {**super().integer_nets(), "h_s_low": self.h_s_low, "crpe_up": self.crpe_up, "crpe": self.crpe}
 
-    def level_tables(self) -> tuple[str, ...]:
-        return (*super().level_tables(), "gain_low.log_gain", "gain_low.log_inv_gain",
-                "hyper_gain_low.log_gain", "hyper_gain_low.log_inv_gain")
-
     def forward(self, y: Tensor, level: Tensor) -> LatentOut:
-        y_high, y_low = unpack(y, self.M)
-        g, ig = self.gain(level)
-        g_low, ig_low = self.gain_low(level)
-        hg, ihg = self.hyper_gain(level)
-        hg_low, ihg_low = self.hyper_gain_low(level)
-        y_g, y_low_g = y_high * g, y_low * g_low
-        z_g, z_low_g = self.h_a(y_g) * hg, self.h_a_low(y_low_g) * hg_low
-        with torch.autocast(y.device.type, enabled=False):
-            z_hat, z_lik = self._z_forward(self.entropy_bottleneck, z_g.float(), ihg)
-            z_low_hat, z_low_lik = self._z_forward(self.entropy_bottleneck_low, z_low_g.float(), ihg_low)
+        (y_g, y_low_g), (ig, ig_low), (z_hat, z_low_hat), (z_lik, z_low_lik) = self._hyper_forward(y, level)
         scales, means = self.h_s(z_hat).chunk(2, dim=1)
         s_low, m_low = self.h_s_low(torch.cat([z_hat, z_low_hat], dim=1)).chunk(2, dim=1)
         with torch.autocast(y.device.type, enabled=False):
@@ -255,13 +269,6 @@ class OctaveHyperprior(LowHyperprior, GainedHyperprior):
                                      self.training)
         return LatentOut(pack(y_hat * ig, y_low_hat * ig_low),
                          {"y": lik, "z": z_lik, "y_low": low_lik, "z_low": z_low_lik})
-
-    @staticmethod
-    def _z_forward(eb: nn.Module, z_g: Tensor, ihg: Tensor) -> tuple[Tensor, Tensor]:
-        """(z as the hyper-synthesis sees it, z's likelihoods), fp32, as the hyperprior's."""
-        _, lik = eb(z_g)
-        med = eb._get_medians().reshape(1, -1, 1, 1)
-        return (ste_round(z_g - med) + med) * ihg, lik
 
     # ---- export ------------------------------------------------------------------------
     # ---- exact coding --------------------------------------------------------------------

@@ -48,7 +48,7 @@ from liccodec.fixedpoint import ACT_BITS
 from liccodec.latent.base import LatentOut
 from liccodec.latent.channelwise import ChannelConditional, ChannelExact
 from liccodec.latent.hyperprior import GainedHyperprior, _quantize_y
-from liccodec.latent.octave import LOW_PRIOR_SCALE, LowHyperprior, OctaveHyperprior, _fixed, _tiled
+from liccodec.latent.octave import LOW_PRIOR_SCALE, LowHyperprior, _fixed, _tiled
 from liccodec.nn import GainUnits, conv, correction_net, deconv
 from liccodec.nn.integer import IntegerNet
 from liccodec.nn.octave import pack, unpack
@@ -149,10 +149,6 @@ class TwoBranchLatent(LowHyperprior, ChannelConditional):
         return {**super().integer_nets(), "h_s_low": self.h_s_low, "cond": self.cond,
                 **{f"cc_low.{j}": net for j, net in enumerate(self.cc_low)}}
 
-    def level_tables(self) -> tuple[str, ...]:
-        return (*super().level_tables(), "gain_low.log_gain", "gain_low.log_inv_gain",
-                "hyper_gain_low.log_gain", "hyper_gain_low.log_inv_gain")
-
     def _sliced(self, y_g: Tensor, scales: Tensor, means: Tensor, slices: int,
                 correct: Callable[[int, Tensor], Tensor], cond: tuple[Tensor, ...] = ()
                 ) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -174,16 +170,7 @@ class TwoBranchLatent(LowHyperprior, ChannelConditional):
         return torch.cat(liks, dim=1), torch.cat(y_hats, dim=1), final_means
 
     def forward(self, y: Tensor, level: Tensor) -> LatentOut:
-        y_high, y_low = unpack(y, self.M)
-        g, ig = self.gain(level)
-        g_low, ig_low = self.gain_low(level)
-        hg, ihg = self.hyper_gain(level)
-        hg_low, ihg_low = self.hyper_gain_low(level)
-        y_g, y_low_g = y_high * g, y_low * g_low
-        z_g, z_low_g = self.h_a(y_g) * hg, self.h_a_low(y_low_g) * hg_low
-        with torch.autocast(y.device.type, enabled=False):
-            z_hat, z_lik = OctaveHyperprior._z_forward(self.entropy_bottleneck, z_g.float(), ihg)
-            z_low_hat, z_low_lik = OctaveHyperprior._z_forward(self.entropy_bottleneck_low, z_low_g.float(), ihg_low)
+        (y_g, y_low_g), (ig, ig_low), (z_hat, z_low_hat), (z_lik, z_low_lik) = self._hyper_forward(y, level)
         # HR first: charm's slices
         scales, means = self.h_s(z_hat).chunk(2, dim=1)
         lik, y_hat, final_means = self._sliced(y_g, scales, means, self.slices, self._correct)
