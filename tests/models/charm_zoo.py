@@ -91,3 +91,42 @@ def assert_starts_as(charm, model, fresh: list[str], blocks: tuple[str, ...], x:
     assert a.likelihoods.keys() == b.likelihoods.keys()
     for k in a.likelihoods:
         assert torch.equal(a.likelihoods[k], b.likelihoods[k]), k
+
+
+def assert_round_trips_through_lic_without_roi(model_id: str, photo, tmp_path) -> None:
+    """``lic encode`` / ``lic decode`` with the exported tiny ``model_id`` (an architecture
+    with an LR latent): the decoder's latents are the encoder's, the picture is the one
+    ``liccodec.decode`` gives, and region-of-interest coding is refused (the LR latent has no
+    place in a map on y's grid)."""
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    import liccodec
+    from liccodec.cli.main import main
+    from liccodec.container import read_header
+    from liccodec.errors import UsageError
+    from liccodec.imageio import pad_to_multiple, to_tensor
+    from liccodec.weights import load_model
+
+    png = tmp_path / "photo.png"
+    Image.fromarray(photo).save(png)
+    run = lambda *a: CliRunner().invoke(main, [str(v) for v in a], catch_exceptions=False)  # noqa: E731
+    r = run("encode", png, "-m", model_id, "-q", "2.5")
+    assert r.exit_code == 0, r.output
+    data = png.with_suffix(".lic").read_bytes()
+    assert read_header(data).model_id == model_id
+    r = run("decode", png.with_suffix(".lic"), "-o", tmp_path / "back.png")
+    assert r.exit_code == 0, r.output
+    back = np.asarray(Image.open(tmp_path / "back.png"))
+    assert back.shape == photo.shape
+    assert np.array_equal(back, np.asarray(liccodec.decode(data)))
+    net = load_model(model_id)
+    x = pad_to_multiple(to_tensor(photo), 64)
+    with torch.no_grad():
+        streams, y_hat = net.latent.compress(net.g_a(x), 2500)
+    assert torch.equal(net.latent.decompress(streams, (2, 2), 2500), y_hat)
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[10:40, 20:60] = 255
+    with pytest.raises(UsageError, match="cannot vary the quality"):
+        liccodec.encode(Image.fromarray(photo), model=model_id, quality=2.5, roi=mask)

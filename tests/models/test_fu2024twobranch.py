@@ -5,19 +5,14 @@ rates, and the exported coder's HR latent); files round-trip through ``lic``."""
 import tomllib
 
 import numpy as np
-import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-import liccodec
-from liccodec.container import read_header
-from liccodec.errors import UsageError
-from liccodec.imageio import pad_to_multiple, to_tensor
+from liccodec.imageio import to_tensor
 from liccodec.models import get_arch
 from liccodec.nn.octave import unpack
 
-from charm_zoo import CHARM_MSE, REPO, assert_charm_plus, image, needs_charm_mse, recipe_config, warm
+from charm_zoo import assert_round_trips_through_lic_without_roi, CHARM_MSE, REPO, assert_charm_plus, image, needs_charm_mse, recipe_config, warm
 
 #: what twobranch adds to charm: the transforms' LR sides and the LR latent's gains, hyper-
 #: analysis and -synthesis, z prior, conditioning network and slice networks
@@ -108,27 +103,4 @@ def test_the_recipe_is_charm_ctls_training_on_twobranch():
 def test_a_file_round_trips_through_lic(tiny, photo, tmp_path):
     """``lic encode`` / ``lic decode`` with the tiny twobranch model; region-of-interest coding
     is refused (the LR latent has no place in a map on y's grid)."""
-    from liccodec.cli.main import main
-    from liccodec.weights import load_model
-
-    png = tmp_path / "photo.png"
-    Image.fromarray(photo).save(png)
-    run = lambda *a: CliRunner().invoke(main, [str(v) for v in a], catch_exceptions=False)  # noqa: E731
-    r = run("encode", png, "-m", "twobranch.tiny", "-q", "2.5")
-    assert r.exit_code == 0, r.output
-    data = png.with_suffix(".lic").read_bytes()
-    assert read_header(data).model_id == "twobranch.tiny"
-    r = run("decode", png.with_suffix(".lic"), "-o", tmp_path / "back.png")
-    assert r.exit_code == 0, r.output
-    back = np.asarray(Image.open(tmp_path / "back.png"))
-    assert back.shape == photo.shape
-    assert np.array_equal(back, np.asarray(liccodec.decode(data)))
-    net = load_model("twobranch.tiny")
-    x = pad_to_multiple(to_tensor(photo), 64)
-    with torch.no_grad():
-        streams, y_hat = net.latent.compress(net.g_a(x), 2500)
-    assert torch.equal(net.latent.decompress(streams, (2, 2), 2500), y_hat)
-    mask = np.zeros(photo.shape[:2], np.uint8)
-    mask[10:40, 20:60] = 255
-    with pytest.raises(UsageError, match="cannot vary the quality"):
-        liccodec.encode(Image.fromarray(photo), model="twobranch.tiny", quality=2.5, roi=mask)
+    assert_round_trips_through_lic_without_roi("twobranch.tiny", photo, tmp_path)

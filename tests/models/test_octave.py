@@ -5,18 +5,14 @@ hyperprior exactly; files round-trip through ``lic`` like every architecture's."
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-import liccodec
-from liccodec.container import read_header
 from liccodec.entropy import StreamWriter
-from liccodec.errors import UsageError
-from liccodec.imageio import pad_to_multiple, to_tensor
+from liccodec.imageio import to_tensor
 from liccodec.models import get_arch
 from liccodec.nn.octave import pack, unpack
 
-from charm_zoo import CHARM_MSE, REPO, Z_PRIOR, image, needs_charm_mse, shapes, warm
+from charm_zoo import assert_round_trips_through_lic_without_roi, CHARM_MSE, REPO, Z_PRIOR, image, needs_charm_mse, shapes, warm
 
 #: what octave adds to the mean-scale hyperprior of charm (msh): the transforms' LR sides, the
 #: LR latent's gains, hyper-analysis and -synthesis and z prior, and CRPE
@@ -121,30 +117,7 @@ def test_a_file_round_trips_through_lic(tiny, photo, tmp_path):
     """``lic encode`` / ``lic decode`` with the tiny octave model: the decoder's latents are the
     encoder's, and the picture is the one ``liccodec.decode`` gives; region-of-interest
     coding is refused (the LR latent has no place in a map on y's grid)."""
-    from liccodec.cli.main import main
-    from liccodec.weights import load_model
-
-    png = tmp_path / "photo.png"
-    Image.fromarray(photo).save(png)
-    run = lambda *a: CliRunner().invoke(main, [str(v) for v in a], catch_exceptions=False)  # noqa: E731
-    r = run("encode", png, "-m", "octave.tiny", "-q", "2.5")
-    assert r.exit_code == 0, r.output
-    data = png.with_suffix(".lic").read_bytes()
-    assert read_header(data).model_id == "octave.tiny"
-    r = run("decode", png.with_suffix(".lic"), "-o", tmp_path / "back.png")
-    assert r.exit_code == 0, r.output
-    back = np.asarray(Image.open(tmp_path / "back.png"))
-    assert back.shape == photo.shape
-    assert np.array_equal(back, np.asarray(liccodec.decode(data)))
-    net = load_model("octave.tiny")
-    x = pad_to_multiple(to_tensor(photo), 64)
-    with torch.no_grad():
-        streams, y_hat = net.latent.compress(net.g_a(x), 2500)
-    assert torch.equal(net.latent.decompress(streams, (2, 2), 2500), y_hat)
-    mask = np.zeros(photo.shape[:2], np.uint8)
-    mask[10:40, 20:60] = 255
-    with pytest.raises(UsageError, match="cannot vary the quality"):
-        liccodec.encode(Image.fromarray(photo), model="octave.tiny", quality=2.5, roi=mask)
+    assert_round_trips_through_lic_without_roi("octave.tiny", photo, tmp_path)
 
 
 def _recipe():
