@@ -130,3 +130,23 @@ def assert_round_trips_through_lic_without_roi(model_id: str, photo, tmp_path) -
     mask[10:40, 20:60] = 255
     with pytest.raises(UsageError, match="cannot vary the quality"):
         liccodec.encode(Image.fromarray(photo), model=model_id, quality=2.5, roi=mask)
+
+
+def stream_steps(net, y, q) -> list[tuple[object, int]]:
+    """The steps ``net``'s latent codec writes when it encodes ``y`` at quality ``q``, in
+    order: (table set, number of symbols)."""
+    import numpy as np
+
+    from liccodec.entropy import StreamWriter
+
+    writer = StreamWriter()
+    seen: list[tuple[object, int]] = []
+    add = writer.add
+
+    def record(tables, symbols, index):
+        seen.append((tables, int(np.asarray(symbols).size)))
+        add(tables, symbols, index)
+
+    writer.add = record
+    net.latent.encode(y, q, writer)
+    return seen

@@ -12,7 +12,8 @@ from liccodec.imageio import to_tensor
 from liccodec.models import get_arch
 from liccodec.nn.octave import unpack
 
-from charm_zoo import assert_round_trips_through_lic_without_roi, CHARM_MSE, REPO, assert_charm_plus, image, needs_charm_mse, recipe_config, warm
+from charm_zoo import (CHARM_MSE, REPO, assert_charm_plus, assert_round_trips_through_lic_without_roi, image,
+                       needs_charm_mse, recipe_config, warm)
 
 #: what twobranch adds to charm: the transforms' LR sides and the LR latent's gains, hyper-
 #: analysis and -synthesis, z prior, conditioning network and slice networks

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from liccodec.entropy import StreamWriter
 from liccodec.imageio import to_tensor
 from liccodec.models import get_arch
 from liccodec.nn.octave import pack, unpack
 
-from charm_zoo import assert_round_trips_through_lic_without_roi, CHARM_MSE, REPO, Z_PRIOR, image, needs_charm_mse, shapes, warm
+from charm_zoo import (CHARM_MSE, REPO, Z_PRIOR, assert_round_trips_through_lic_without_roi, image, needs_charm_mse,
+                       shapes, stream_steps, warm)
 
 #: what octave adds to the mean-scale hyperprior of charm (msh): the transforms' LR sides, the
 #: LR latent's gains, hyper-analysis and -synthesis and z prior, and CRPE
@@ -66,21 +66,6 @@ def test_warm_started_from_charm_its_hr_side_is_charms_hyperprior(charm_file):
         assert torch.equal(decoded, y_oct) and torch.equal(unpack(decoded, octave.latent.M)[0], y_msh), q
 
 
-def _steps(net, y, q):
-    """The steps the encoder writes, in order: (table set, number of symbols)."""
-    writer = StreamWriter()
-    seen: list[tuple[object, int]] = []
-    add = writer.add
-
-    def record(tables, symbols, index):
-        seen.append((tables, int(np.asarray(symbols).size)))
-        add(tables, symbols, index)
-
-    writer.add = record
-    net.latent.encode(y, q, writer)
-    return seen
-
-
 def test_the_stream_holds_z_z_low_y_low_then_y(tiny_builder):
     """The documented order (docs/format.md): both hyper-latents, the LR latent, the HR latent,
     four steps of one stream; no step per slice or per position."""
@@ -88,7 +73,7 @@ def test_the_stream_holds_z_z_low_y_low_then_y(tiny_builder):
     lat, ex = net.latent, net.latent.exact
     with torch.no_grad():
         y = net.g_a(image(128, 192))
-    steps = _steps(net, y, 2350)
+    steps = stream_steps(net, y, 2350)
     z_positions = (128 // 64) * (192 // 64)
     assert steps == [(ex.z_tables, lat.N * z_positions), (ex.z_low_tables, lat.N_low * z_positions),
                      (ex.y_tables, lat.M_low * 4 * z_positions), (ex.y_tables, lat.M * 16 * z_positions)]

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from liccodec.entropy import StreamWriter
 from liccodec.nn.octave import pack, unpack
+
+from charm_zoo import stream_steps
 
 
 def _image(h: int, w: int, seed: int) -> torch.Tensor:
@@ -24,21 +25,6 @@ def net(tiny_builder):
     return _exported(tiny_builder[0](arch="twobranch"))
 
 
-def _steps(net, y, q):
-    """The steps the encoder writes, in order: (table set, number of symbols)."""
-    writer = StreamWriter()
-    seen: list[tuple[object, int]] = []
-    add = writer.add
-
-    def record(tables, symbols, index):
-        seen.append((tables, int(np.asarray(symbols).size)))
-        add(tables, symbols, index)
-
-    writer.add = record
-    net.latent.encode(y, q, writer)
-    return seen
-
-
 def test_the_stream_holds_z_z_low_the_hr_slices_then_the_lr_slices(net):
     """The order of docs/models/twobranch.md: both hyper-latents, y's slices, y_low's slices,
     all steps of one stream."""
@@ -49,7 +35,7 @@ def test_the_stream_holds_z_z_low_the_hr_slices_then_the_lr_slices(net):
     expected = [(ex.z_tables, lat.N * z_pos), (ex.z_low_tables, lat.N_low * z_pos)]
     expected += [(ex.y_tables, lat.M // lat.slices * 16 * z_pos)] * lat.slices
     expected += [(ex.y_tables, lat.M_low // lat.slices_low * 4 * z_pos)] * lat.slices_low
-    assert _steps(net, y, 2350) == expected
+    assert stream_steps(net, y, 2350) == expected
 
 
 def _decoded(model, y_high, y_low, q=2000):
