@@ -205,3 +205,26 @@ def test_plot_training_groups_by_lambda(tmp_path):
     plot_run(log, tmp_path / "curve.png")
     plot_run(tmp_path, tmp_path / "curve2.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000 and (tmp_path / "curve2.png").exists()
+
+
+def test_export_records_where_a_run_trained(data_dir, tmp_path):
+    """`lic export --hardware/--data`: a run trained elsewhere (a lent GPU, another data set)
+    keeps that in its training record; without them the record is this machine's. The file
+    is readable by all (safetensors writes it for its owner alone)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from liccodec.cli.main import main
+
+    Trainer(recipe(data_dir, tmp_path / "run", 2), "cpu").run(progress=False)
+    ck, out = tmp_path / "run" / "last.pt", tmp_path / "models"
+    run = lambda *a: CliRunner().invoke(main, ["export", str(ck), "--out", str(out), *a],  # noqa: E731
+                                        catch_exceptions=False)
+    assert run("--id", "msh.here").exit_code == 0
+    assert run("--id", "msh.gpu", "--hardware", "NVIDIA H200 (CUDA)", "--data", "516 photos, JPEG").exit_code == 0
+    entries = json.loads((out / "manifest.json").read_text())["models"]
+    here, gpu = entries["msh.here"]["training"], entries["msh.gpu"]["training"]
+    assert (gpu["hardware"], gpu["data"], gpu["steps"]) == ("NVIDIA H200 (CUDA)", "516 photos, JPEG", 2)
+    assert here["hardware"] != gpu["hardware"] and here["data"].startswith("shared/data/train")
+    assert (out / "msh.gpu.safetensors").stat().st_mode & 0o777 == 0o644  # shipped: readable by all

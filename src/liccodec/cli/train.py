@@ -65,13 +65,17 @@ def train(config_path: str, out: str | None, resume: bool, max_minutes: float | 
               "icisp model): write only the tensors that are new or differ from it (e.g. a synthesis trained "
               "behind its frozen encoder). The base may have a base itself.")
 @click.option("--metric", default="mse", show_default=True, help="What the model was tuned for (mse, lpips, ...).")
+@click.option("--hardware", help="Where the run trained, for its training record, when not on this machine "
+              "(default: this machine's CPU or CUDA device).")
+@click.option("--data", help="What the run trained on, for its training record (default: shared/data/train).")
 def export_cmd(checkpoint: str, model_id: str, out_dir: str, description: str, recipe: str | None,
-               base: str, metric: str) -> None:
+               base: str, metric: str, hardware: str | None, data: str | None) -> None:
     """Export a training checkpoint's EMA weights as shipped weights (safetensors + manifest)."""
     from liccodec.train.export import export
 
+    record = {k: v for k, v in (("hardware", hardware), ("data", data)) if v}
     path = export(checkpoint, model_id, out_dir, description=description, recipe_file=recipe, base=base,
-                  metric=metric)
+                  metric=metric, extra=record)
     click.echo(f"wrote {path} ({path.stat().st_size:,} bytes) and its entry in {Path(out_dir) / 'manifest.json'}")
 
 

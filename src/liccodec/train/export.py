@@ -166,6 +166,7 @@ def export_module(model, arch: str, cfg: dict[str, Any], model_id: str, out_dir:
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     _sort_metadata(tmp)
+    os.chmod(tmp, 0o644)  # safetensors writes its files readable by their owner alone
     os.replace(tmp, path)
     q_min, q_max, q_default = model.quality_range()
     entry = {
