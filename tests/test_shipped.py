@@ -3,6 +3,7 @@
 Fast enough for the default run (a 128x128 crop of the bundled photo); the RD numbers on
 Kodak are `lic eval`'s job (docs/results.md)."""
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from liccodec.imageio import pad_to_multiple, to_tensor
 from liccodec.weights import DEFAULT_MODEL, load_model
 
 SHIPPED = [s.id for s in list_models()]
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
 def _photo() -> np.ndarray:
@@ -68,3 +70,16 @@ def test_shipped_model_decodes_the_same_tiled_or_whole(model_id):
     x_whole = net.decompress(streams, hw, header.quality, "fp32", TilePolicy.never())
     x_tiled = net.decompress(streams, hw, header.quality, "fp32", small)
     assert (x_whole - x_tiled).abs().max() <= 1 / 255
+
+
+@pytest.mark.skipif(not KODAK.is_dir(), reason=f"{KODAK} not present (no ../shared in this checkout)")
+@pytest.mark.parametrize("model_id", SHIPPED)
+def test_shipped_model_round_trips_a_kodak_photo(model_id):
+    """A whole Kodak photo (768x512) at the model's default quality, through the files that
+    `lic encode` writes and `lic decode` reads: above 26 dB PSNR (issues 21 and 22)."""
+    spec = next(s for s in list_models() if s.id == model_id)
+    img = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))
+    data = liccodec.encode(Image.fromarray(img), model=model_id, quality=spec.quality_default)
+    rgb = np.asarray(liccodec.decode(data).convert("RGB"))
+    mse = np.mean((rgb.astype(float) - img.astype(float)) ** 2)
+    assert 10 * np.log10(255.0**2 / mse) > 26
