@@ -1,8 +1,8 @@
 # In-process decode of the same Kodak files by the torch models, fp32 and bf16, charm.mse included
 # (through torch too, not its numpy decoder), interleaved; median of 5 rounds after a warm-up;
 # kodim01-03 at quality 5; 2 threads (docs/speed.md, "Session 22").
-# Run from the repository root: python docs/speed/torch_decode.py
-import statistics, time
+# Run from the repository root: python docs/speed/torch_decode.py [MODEL ...] (charm.mse first)
+import statistics, sys, time
 import torch
 from PIL import Image
 import liccodec
@@ -10,7 +10,7 @@ from liccodec.container import unpack
 from liccodec.weights import load_model
 
 torch.set_num_threads(2)
-models = ["charm.mse", "deform.mse", "twobranch.mse", "octave.mse", "asym.mse", "swin.mse", "dcae.mse"]
+models = ["charm.mse"] + (sys.argv[1:] or ["deform.mse", "twobranch.mse", "octave.mse", "asym.mse", "swin.mse", "dcae.mse"])
 imgs = [Image.open(f"../shared/data/kodak/kodim{i:02d}.png").convert("RGB") for i in (1, 2, 3)]
 files = {m: [unpack(liccodec.encode(im, model=m, quality=5)) for im in imgs] for m in models}
 nets = {m: load_model(m) for m in models}
