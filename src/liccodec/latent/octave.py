@@ -107,6 +107,35 @@ class LowHyperprior:
     coding of the two hyper-latents, z then z_low, at the head of the stream. Mixed in before
     a :class:`GainedHyperprior`, whose methods it extends."""
 
+    # ---- the LR latent's parts, registered after the HR codec's (so its names keep their order)
+    def _add_low_parts(self, levels: int, init_log_gain: Tensor | None) -> None:
+        """y_low's hyper-analysis and gains (kept in inference builds)."""
+        N_low, M_low = self.N_low, self.M_low
+        self.h_a_low = nn.Sequential(conv(M_low, N_low, 3, 1), nn.LeakyReLU(inplace=True), conv(N_low, N_low, 5, 2))
+        self.gain_low = GainUnits(levels, M_low, init_log_gain)
+        self.hyper_gain_low = GainUnits(levels, N_low)
+
+    def _add_low_training_parts(self, N: int) -> None:
+        """y_low's float hyper-synthesis, which reads both hyper-latents (both at 1/64: the
+        octave hyper-synthesis' HR -> LR exchange), starting at zero, and z_low's prior."""
+        from compressai.entropy_models import EntropyBottleneck
+
+        N_low, M_low = self.N_low, self.M_low
+        self.h_s_low = nn.Sequential(
+            deconv(N + N_low, M_low, 5, 2), nn.ReLU(inplace=True),
+            conv(M_low, M_low * 3 // 2, 3, 1), nn.ReLU(inplace=True),
+            conv(M_low * 3 // 2, 2 * M_low, 3, 1),
+        )
+        nn.init.zeros_(self.h_s_low[-1].weight)
+        nn.init.zeros_(self.h_s_low[-1].bias)
+        # z_low is about 0 at the start (the LR latent starts small): a prior narrow and centred
+        # there codes it nearly free, where CompressAI's default (init_scale 10, random offsets)
+        # would spend about 5 bits a symbol on it until it learned
+        self.entropy_bottleneck_low = EntropyBottleneck(N_low, init_scale=LOW_PRIOR_SCALE)
+        with torch.no_grad():
+            for b in self.entropy_bottleneck_low.biases:
+                b.zero_()
+
     # ---- training hooks ----------------------------------------------------------------
     def level_tables(self) -> tuple[str, ...]:
         return (*super().level_tables(), "gain_low.log_gain", "gain_low.log_inv_gain",
@@ -216,31 +245,12 @@ class OctaveHyperprior(LowHyperprior, GainedHyperprior):
                  init_log_gain: Tensor | None = None, inference: bool = False):
         self.N_low, self.M_low, self.up_width, self.crpe_hidden = N_low, M_low, up_width, crpe_hidden
         super().__init__(N, M, levels, init_log_gain, inference)
-        self.h_a_low = nn.Sequential(conv(M_low, N_low, 3, 1), nn.LeakyReLU(inplace=True), conv(N_low, N_low, 5, 2))
-        self.gain_low = GainUnits(levels, M_low, init_log_gain)
-        self.hyper_gain_low = GainUnits(levels, N_low)
+        self._add_low_parts(levels, init_log_gain)
 
     def _build_training_parts(self, N: int, M: int) -> None:
-        from compressai.entropy_models import EntropyBottleneck
-
         super()._build_training_parts(N, M)
-        N_low, M_low = self.N_low, self.M_low
-        # reads both hyper-latents (at the same 1/64): the octave hyper-synthesis' HR -> LR exchange
-        self.h_s_low = nn.Sequential(
-            deconv(N + N_low, M_low, 5, 2), nn.ReLU(inplace=True),
-            conv(M_low, M_low * 3 // 2, 3, 1), nn.ReLU(inplace=True),
-            conv(M_low * 3 // 2, 2 * M_low, 3, 1),
-        )
-        nn.init.zeros_(self.h_s_low[-1].weight)
-        nn.init.zeros_(self.h_s_low[-1].bias)
-        # z_low is about 0 at the start (the LR latent starts small): a prior narrow and centred
-        # there codes it nearly free, where CompressAI's default (init_scale 10, random offsets)
-        # would spend about 5 bits a symbol on it until it learned
-        self.entropy_bottleneck_low = EntropyBottleneck(N_low, init_scale=LOW_PRIOR_SCALE)
-        with torch.no_grad():
-            for b in self.entropy_bottleneck_low.biases:
-                b.zero_()
-        self.crpe_up = nn.Sequential(deconv(M_low, self.up_width, 5, 2))
+        self._add_low_training_parts(N)
+        self.crpe_up = nn.Sequential(deconv(self.M_low, self.up_width, 5, 2))
         self.crpe = correction_net(2 * M + self.up_width, self.crpe_hidden, 2 * M, kernel=1)
 
     training_only = (*GainedHyperprior.training_only, "h_s_low.", "entropy_bottleneck_low.", "crpe_up.", "crpe.")

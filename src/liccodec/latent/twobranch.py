@@ -48,8 +48,8 @@ from liccodec.fixedpoint import ACT_BITS
 from liccodec.latent.base import LatentOut
 from liccodec.latent.channelwise import ChannelConditional, ChannelExact
 from liccodec.latent.hyperprior import GainedHyperprior, _quantize_y
-from liccodec.latent.octave import LOW_PRIOR_SCALE, LowHyperprior, _fixed, _tiled
-from liccodec.nn import GainUnits, conv, correction_net, deconv
+from liccodec.latent.octave import LowHyperprior, _fixed, _tiled
+from liccodec.nn import conv, correction_net
 from liccodec.nn.integer import IntegerNet
 from liccodec.nn.octave import pack, unpack
 from liccodec.tiling import Geometry
@@ -108,28 +108,12 @@ class TwoBranchLatent(LowHyperprior, ChannelConditional):
         self.N_low, self.M_low, self.slices_low, self.hidden_low = N_low, M_low, slices_low, hidden_low
         self.cond_hidden, self.cond_ch = cond_hidden, cond_ch
         super().__init__(N, M, levels, slices, hidden, init_log_gain, inference, lrp)
-        # registered after charm's parts: charm's parameters keep their order
-        self.h_a_low = nn.Sequential(conv(M_low, N_low, 3, 1), nn.LeakyReLU(inplace=True), conv(N_low, N_low, 5, 2))
-        self.gain_low = GainUnits(levels, M_low, init_log_gain)
-        self.hyper_gain_low = GainUnits(levels, N_low)
+        self._add_low_parts(levels, init_log_gain)  # after charm's parts: their order stays
 
     def _build_training_parts(self, N: int, M: int) -> None:
-        from compressai.entropy_models import EntropyBottleneck
-
         super()._build_training_parts(N, M)
-        N_low, M_low, c = self.N_low, self.M_low, self.M_low // self.slices_low
-        # octave's LR hyper-synthesis: reads both hyper-latents (both at 1/64)
-        self.h_s_low = nn.Sequential(
-            deconv(N + N_low, M_low, 5, 2), nn.ReLU(inplace=True),
-            conv(M_low, M_low * 3 // 2, 3, 1), nn.ReLU(inplace=True),
-            conv(M_low * 3 // 2, 2 * M_low, 3, 1),
-        )
-        nn.init.zeros_(self.h_s_low[-1].weight)
-        nn.init.zeros_(self.h_s_low[-1].bias)
-        self.entropy_bottleneck_low = EntropyBottleneck(N_low, init_scale=LOW_PRIOR_SCALE)
-        with torch.no_grad():
-            for b in self.entropy_bottleneck_low.biases:
-                b.zero_()
+        self._add_low_training_parts(N)  # octave's LR hyper-synthesis and z_low prior
+        c = self.M_low // self.slices_low
         # the decoded HR latent (1/16) brought to the LR grid (1/32): the conditional information
         self.cond = nn.Sequential(conv(M, self.cond_hidden, 5, 2), nn.ReLU(inplace=True),
                                   conv(self.cond_hidden, self.cond_ch, 3, 1))
