@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -102,6 +103,22 @@ def _streams(net, y, q: int, qmap: QualityMap | None) -> dict[str, bytes]:
         return net.compress_latent(y, q, precision(), qmap=milli)
 
 
+def _refined(spec: WeightSpec, rgb: np.ndarray, y, q: int, steps: int,
+             progress: Callable[[int, int], None] | None):
+    """y after ``steps`` steps of ``liccodec.refine`` at quality ``q``, of y's own type."""
+    import torch
+
+    from liccodec import refine
+
+    model = refine.load_refiner(spec)
+    y_t = torch.as_tensor(np.asarray(y, dtype=np.float32)) if isinstance(y, np.ndarray) else y.float()
+    total = refine.total_steps(tuple(y_t.shape[-2:]), steps, model.latent.downsampling)
+    with torch.enable_grad():
+        out = refine.refine_latent(model, to_tensor(rgb), y_t, q, steps,
+                                   progress=None if progress is None else lambda n: progress(n, total))
+    return out.numpy().astype(y.dtype) if isinstance(y, np.ndarray) else out.to(y.dtype)
+
+
 def _latent_map(net, region: QualityRequest | None) -> tuple[QualityMap | None, int | None]:
     """(quality map, None), or (None, the quality) when the request is uniform on y's grid."""
     if region is None:
@@ -125,18 +142,28 @@ def check_caption(caption: str | None) -> str | None:
 
 
 def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | None = None,
-                  region: QualityRequest | None = None, caption: str | None = None) -> Encoded:
+                  region: QualityRequest | None = None, caption: str | None = None, refine: int = 0,
+                  progress: Callable[[int, int], None] | None = None) -> Encoded:
     """Code ``planes`` at ``quality``, or at the qualities ``region`` asks for (``liccodec.roi``,
     which then replaces ``quality``). ``caption``, a one-line description (docs/format.md,
     "Caption"), goes into the file; a ``selic`` model's decoder conditions on it, the
-    encoder never reads it, so the coded latents are the same with or without one."""
+    encoder never reads it, so the coded latents are the same with or without one.
+
+    ``refine``: steps of encoder-side latent refinement (``liccodec.refine``; 0 = none): a
+    slower encode, the same decoder. ``progress(done, total)`` follows its steps."""
     caption = check_caption(caption)
     spec = get_spec(model)
     q = quality_milli(spec, quality)
     net = _encoder(spec)
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else q if qmap is None else base_quality(qmap)
-    streams = _streams(net, _analysis(net, planes.rgb), q, qmap)
+    y = _analysis(net, planes.rgb)
+    if refine:
+        if qmap is not None:
+            raise UsageError("refinement codes one quality for the whole image; it does not combine "
+                             "with a quality that varies across it (--roi, --quality-map)")
+        y = _refined(spec, planes.rgb, y, q, refine, progress)
+    streams = _streams(net, y, q, qmap)
     return _finish(spec, planes, q, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None, qmap,
                    caption)
 
@@ -222,7 +249,8 @@ def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
            quality: float | None = None, first_frame: bool = False, *,
            roi: str | Path | bytes | Image.Image | np.ndarray | None = None, roi_background: float | None = None,
            quality_map: str | Path | bytes | Image.Image | np.ndarray | None = None,
-           quality_range: tuple[float, float] | None = None, caption: str | None = None) -> bytes:
+           quality_range: tuple[float, float] | None = None, caption: str | None = None,
+           refine: int = 0) -> bytes:
     """Encode an image (path, encoded bytes or Pillow image) into .lic bytes.
 
     An image file with several frames (animated GIF, multi-page TIFF) is refused with
@@ -238,12 +266,16 @@ def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
     ``caption``: a one-line description carried in the file (at most 1024 bytes of UTF-8, no
     control characters; docs/format.md, "Caption"). Any model's file can hold one; a
     ``selic`` model's decoder uses it (docs/models/selic.md).
+
+    ``refine``: steps of encoder-side latent refinement (docs/refine.md; 0 = none, 50 is a
+    good trade): a smaller file for the same quality, for an encode that runs the model's
+    synthesis forward and backward once a step (seconds per megapixel per step).
     """
     from liccodec.roi import request
 
     planes = split(open_image(image, first_frame))
     region = request(get_spec(model), planes.size, quality, roi, roi_background, quality_map, quality_range)
-    return encode_planes(planes, model, quality if region is None else None, region, caption).data
+    return encode_planes(planes, model, quality if region is None else None, region, caption, refine).data
 
 
 def _spec_for(header: Header) -> WeightSpec:

@@ -14,7 +14,8 @@ from pathlib import Path
 from liccodec.errors import LicError, UsageError
 
 
-def encode_file(job, model: str, quality: float | None, overwrite: bool, target=None, first_frame: bool = False):
+def encode_file(job, model: str, quality: float | None, overwrite: bool, target=None, first_frame: bool = False,
+                refine: int = 0):
     from liccodec.batch import Outcome, make_record, stamp, up_to_date
     from liccodec.codec import encode_planes, quality_milli
     from liccodec.container import read_header
@@ -28,7 +29,8 @@ def encode_file(job, model: str, quality: float | None, overwrite: bool, target=
         spec = get_spec(model)
         params = {"model": spec.id, "digest": spec.digest.hex(), "first_frame": first_frame,
                   **({"quality_milli": quality_milli(spec, quality)} if target is None
-                     else {"target": [target.kind, target.value]})}
+                     else {"target": [target.kind, target.value]}),
+                  **({"refine": refine} if refine else {})}
         src_stamp = stamp(job.src)  # before reading: a change while coding is seen next time
         if job.dst.exists() and not overwrite and up_to_date(job, src_stamp, params):
             try:
@@ -41,7 +43,7 @@ def encode_file(job, model: str, quality: float | None, overwrite: bool, target=
                 pass  # damaged output: redo it
         planes = split(open_image(job.src, first_frame))
         if target is None:
-            enc = encode_planes(planes, model, quality)
+            enc = encode_planes(planes, model, quality, refine=refine)
         else:
             enc = encode_to_target(planes, target, model).encoded
         atomic_write_bytes(job.dst, enc.data)

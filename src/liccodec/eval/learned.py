@@ -48,8 +48,23 @@ def spread_qualities(q_min: float, q_max: float, n: int = DEFAULT_NUM_QUALITIES)
     return [round(float(q), 3) for q in np.linspace(q_min, q_max, n)]
 
 
+#: ``<model id>+refine<N>`` evaluates a model's files encoded with N steps of latent refinement.
+REFINE_SUFFIX = "+refine"
+
+
+def parse_model(name: str) -> tuple[str, int]:
+    """``"charm.mse+refine50"`` -> ``("charm.mse", 50)``; a plain id -> ``(id, 0)``."""
+    base, sep, steps = name.partition(REFINE_SUFFIX)
+    if not sep:
+        return name, 0
+    if not steps.isdigit() or int(steps) < 1:
+        raise CodecUnavailable(f"{name!r}: write refinement as {base}{REFINE_SUFFIX}<steps>, steps >= 1")
+    return base, int(steps)
+
+
 class LiccodecCodec(Codec):
-    """One liccodec model (``arch.tag``), evaluated at qualities spread across its range."""
+    """One liccodec model (``arch.tag``), evaluated at qualities spread across its range;
+    ``arch.tag+refine<N>``: the same model with N steps of encoder-side refinement."""
 
     kind = "learned"
     setting_name = "quality"
@@ -64,6 +79,7 @@ class LiccodecCodec(Codec):
             encode, decode = liccodec.encode, liccodec.decode
         except (ImportError, AttributeError) as e:
             raise CodecUnavailable(f"liccodec's encode/decode API is not importable ({e})") from e
+        model_id, self.refine = parse_model(model_id)
         specs = {str(_field(s, "id")): s for s in model_specs()}
         if model_id not in specs:
             known = ", ".join(sorted(specs)) or "none"
@@ -73,14 +89,17 @@ class LiccodecCodec(Codec):
             raise CodecUnavailable(f"weights for {model_id} are not present")
         self._encode, self._decode = encode, decode
         self.spec = spec
-        self.name = self.label = model_id
+        self.model_id = model_id
+        self.name = self.label = model_id + (f"{REFINE_SUFFIX}{self.refine}" if self.refine else "")
         q_min, q_max = float(_field(spec, "quality_min")), float(_field(spec, "quality_max"))
         self.settings = tuple(qualities) if qualities else tuple(spread_qualities(q_min, q_max,
                                                                                   num_qualities))
         self.quality_range = (q_min, q_max)
 
     def encode(self, image: Image.Image, setting: float) -> bytes:
-        return self._encode(image, model=self.name, quality=float(setting))
+        if self.refine:
+            return self._encode(image, model=self.model_id, quality=float(setting), refine=self.refine)
+        return self._encode(image, model=self.model_id, quality=float(setting))
 
     def decode(self, data: bytes) -> Image.Image:
         img = self._decode(data)
@@ -94,7 +113,8 @@ class LiccodecCodec(Codec):
             digest = f", weights sha256 {str(_field(self.spec, 'sha256'))[:16]}"
         except (KeyError, AttributeError):
             pass
-        return f"liccodec {liccodec.__version__}{digest}"
+        refined = f", {self.refine} refinement steps" if self.refine else ""
+        return f"liccodec {liccodec.__version__}{digest}{refined}"
 
     def describe(self) -> str:
         q_min, q_max = self.quality_range
@@ -102,7 +122,8 @@ class LiccodecCodec(Codec):
             about = str(_field(self.spec, "description"))
         except (KeyError, AttributeError):
             about = ""
-        return (f"liccodec.encode(image, model='{self.name}', quality=Q), Q in "
+        refined = f", refine={self.refine}" if self.refine else ""
+        return (f"liccodec.encode(image, model='{self.model_id}', quality=Q{refined}), Q in "
                 f"[{q_min:g}, {q_max:g}]; PyTorch on CPU, torch.set_num_threads({self.threads})"
                 + (f"; weights: {about}" if about else ""))
 

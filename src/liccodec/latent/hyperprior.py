@@ -27,6 +27,9 @@ float after decoding, as the uniform one is.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,9 +189,15 @@ class GainedHyperprior(LatentCodec):
         z_g = self.h_a(y_g) * hg
         with torch.autocast(y.device.type, enabled=False):
             z_g = z_g.float()
-            _, z_lik = self.entropy_bottleneck(z_g)
             med = self.z_medians()
-            z_hat = (ste_round(z_g - med) + med) * ihg
+            soft = _SOFT_ROUNDING.get()
+            if soft is None:
+                _, z_lik = self.entropy_bottleneck(z_g)
+                z_hat = (ste_round(z_g - med) + med) * ihg
+            else:
+                z_t = soft(z_g - med) + med
+                z_lik = _prior_likelihood(self.entropy_bottleneck, z_t)
+                z_hat = z_t * ihg
         scales, means = self.h_s(z_hat).chunk(2, dim=1)
         y_lik, y_hat_g = self._y_forward(y_g, scales, means)
         return LatentOut(y_hat_g * ig, {**self._y_likelihoods(y_lik), "z": z_lik})
@@ -349,10 +358,40 @@ class SlicedHyperprior(GainedHyperprior):
         super().__init__(N, M, levels, init_log_gain, inference)
 
 
+_SOFT_ROUNDING: ContextVar[Callable[[Tensor], Tensor] | None] = ContextVar("soft_rounding", default=None)
+
+
+@contextmanager
+def soft_rounding(fn: Callable[[Tensor], Tensor]) -> Iterator[None]:
+    """Within the block, the training forward rounds y and z with ``fn`` (a differentiable
+    stand-in for ``round``, e.g. ``liccodec.refine.GumbelAnnealing``) for both the rate and
+    what the synthesis sees: encoder-side refinement's relaxation (``liccodec.refine``)."""
+    token = _SOFT_ROUNDING.set(fn)
+    try:
+        yield
+    finally:
+        _SOFT_ROUNDING.reset(token)
+
+
+def _prior_likelihood(eb: nn.Module, z: Tensor) -> Tensor:
+    """The factorized prior's likelihood of z values already on (or near) the rounding grid,
+    differentiable in z (the prior's own forward rounds or adds noise first)."""
+    c = z.shape[1]
+    values = z.transpose(0, 1).reshape(c, 1, -1)
+    lik, _, _ = eb._likelihood(values)
+    lik = eb.likelihood_lower_bound(lik)
+    return lik.reshape(c, z.shape[0], *z.shape[2:]).transpose(0, 1)
+
+
 def _quantize_y(y_g: Tensor, scales: Tensor, means: Tensor, training: bool) -> tuple[Tensor, Tensor]:
     """(likelihoods, what the synthesis sees): noise for the rate in training, rounding
-    around the mean otherwise; straight-through rounding for the synthesis either way."""
+    around the mean otherwise; straight-through rounding for the synthesis either way.
+    Under :func:`soft_rounding`, its function rounds both."""
     note_gaussian(means, scales)  # for distillation (latent.base.record_gaussians); else a no-op
+    soft = _SOFT_ROUNDING.get()
+    if soft is not None:
+        y_t = soft(y_g - means) + means
+        return gaussian_likelihood(y_t, scales, means), y_t
     noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if training else torch.round(y_g - means) + means
     return gaussian_likelihood(noisy, scales, means), ste_round(y_g - means) + means
 
