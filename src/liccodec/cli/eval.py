@@ -37,9 +37,11 @@ def _rel(p: Path) -> str:
               default=Path("docs/results.md"), show_default=True, help="Markdown report to write.")
 @click.option("--codecs", default="all", show_default=True,
               help="Classical codecs, comma-separated: jpeg-420, jpeg-444, webp, jpeg2000, avif-420, "
-                   "avif-444, jxl, hevc-444; or the groups jpeg, avif, all; or none.")
+                   "avif-444, jxl, hevc-444; or the groups jpeg, avif, all; or none. avif-444-s2 "
+                   "(AVIF 4:4:4 at libaom speed 2, slow) runs only when named.")
 @click.option("--models", default="auto", show_default=True,
-              help="liccodec models (arch.tag), comma-separated; 'auto' = every registered model "
+              help="liccodec models (arch.tag), comma-separated; arch.tag+refineN = encoded with "
+                   "--refine N; 'auto' = every registered model "
                    "whose weights are present; 'none' for classical codecs only.")
 @click.option("--qualities", "num_qualities", type=click.IntRange(2, 64), default=8, show_default=True,
               help="Qualities per liccodec model, spread evenly over its quality range.")

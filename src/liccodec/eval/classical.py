@@ -229,7 +229,7 @@ class AvifCodec(Codec):
     #: libavif's speed 0 (slowest) .. 10; 6 is Pillow's and avifenc's default.
     speed = 6
 
-    def __init__(self, threads: int = 1, subsampling: str = "4:2:0") -> None:
+    def __init__(self, threads: int = 1, subsampling: str = "4:2:0", speed: int = 6) -> None:
         super().__init__(threads)
         _require_pillow_feature("module", "avif")
         from PIL import _avif
@@ -239,8 +239,9 @@ class AvifCodec(Codec):
         if subsampling not in ("4:2:0", "4:4:4"):
             raise ValueError(f"unsupported subsampling {subsampling!r}")
         self.subsampling = subsampling
-        self.name = "avif-" + subsampling.replace(":", "")[:3]
-        self.label = f"AVIF {subsampling}"
+        self.speed = speed
+        self.name = "avif-" + subsampling.replace(":", "")[:3] + ("" if speed == AvifCodec.speed else f"-s{speed}")
+        self.label = f"AVIF {subsampling}" + ("" if speed == AvifCodec.speed else f", speed {speed}")
 
     def encode(self, image: Image.Image, setting: float) -> bytes:
         return _pillow_save(image, "AVIF", quality=int(setting), speed=self.speed,
@@ -418,6 +419,8 @@ CLASSICAL: dict[str, Callable[[int], Codec]] = {
     "jpeg2000": Jpeg2000Codec,
     "avif-420": lambda t: AvifCodec(t, "4:2:0"),
     "avif-444": lambda t: AvifCodec(t, "4:4:4"),
+    # a slow preset, for comparisons with slow encoders (lic encode --refine); not in "all"
+    "avif-444-s2": lambda t: AvifCodec(t, "4:4:4", speed=2),
     "jxl": JxlCodec,
     "hevc-444": HevcCodec,
 }
@@ -430,7 +433,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "bpg": ("hevc-444",),
     "j2k": ("jpeg2000",),
     "jpegxl": ("jxl",),
-    "all": tuple(CLASSICAL),
+    "all": tuple(n for n in CLASSICAL if n != "avif-444-s2"),
 }
 
 
