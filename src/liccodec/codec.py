@@ -7,9 +7,9 @@ torch models. :func:`_encoder` and :func:`decode_rgb` are where that is chosen.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -2,6 +2,7 @@
 ``lic caption-bench``."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -149,24 +150,20 @@ def _allocate_folder(src: Path, out: str | None, model: str, budget, metric: str
         raise BatchError(f"{len(res.failures)} of {len(plan)} files failed")
 
 
-class _refine_bar:
-    """A progress bar on stderr for refinement's steps (``progress(done, total)``), or None."""
+@contextlib.contextmanager
+def _refine_bar(show: bool):
+    """Yields ``progress(done, total)`` drawing refinement's steps as a bar on stderr, or None."""
+    if not show:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        bars = []
 
-    def __init__(self, show: bool):
-        self.show, self.bar = show, None
-
-    def __enter__(self):
-        return self._update if self.show else None
-
-    def _update(self, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label="refining", file=sys.stderr)
-            self.bar.__enter__()
-        self.bar.update(done - self.bar.pos)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(stack.enter_context(click.progressbar(length=total, label="refining", file=sys.stderr)))
+            bars[0].update(done - bars[0].pos)
+        yield progress
 
 
 # ---- commands --------------------------------------------------------------------------------
