@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from liccodec.eval import classical
-from liccodec.eval.classical import CLASSICAL, CodecUnavailable, make_codecs, resolve_names
+from liccodec.eval.classical import BY_NAME_ONLY, CLASSICAL, CodecUnavailable, make_codecs, resolve_names
 from liccodec.eval.metrics import psnr_rgb
 
 
@@ -37,7 +37,8 @@ def test_round_trip(name: str, tiny_rgb: np.ndarray) -> None:
 
 def test_names_and_aliases() -> None:
     assert resolve_names(["jpeg", "webp", "jpeg-420"]) == ["jpeg-420", "jpeg-444", "webp"]
-    assert resolve_names(["all"]) == [n for n in CLASSICAL if n != "avif-444-s2"]  # the slow preset: by name only
+    assert resolve_names(["all"]) == [n for n in CLASSICAL if n not in BY_NAME_ONLY]  # slow presets: by name only
+    assert "avif-444-s2" in BY_NAME_ONLY
     assert resolve_names(["avif-444-s2"]) == ["avif-444-s2"]
     with pytest.raises(ValueError, match="unknown codec"):
         resolve_names(["jpeg3000"])

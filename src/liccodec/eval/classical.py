@@ -227,9 +227,9 @@ class AvifCodec(Codec):
     setting_name = "quality"
     settings = (5, 12, 20, 28, 36, 45, 55, 65, 75)
     #: libavif's speed 0 (slowest) .. 10; 6 is Pillow's and avifenc's default.
-    speed = 6
+    DEFAULT_SPEED = 6
 
-    def __init__(self, threads: int = 1, subsampling: str = "4:2:0", speed: int = 6) -> None:
+    def __init__(self, threads: int = 1, subsampling: str = "4:2:0", speed: int = DEFAULT_SPEED) -> None:
         super().__init__(threads)
         _require_pillow_feature("module", "avif")
         from PIL import _avif
@@ -240,8 +240,9 @@ class AvifCodec(Codec):
             raise ValueError(f"unsupported subsampling {subsampling!r}")
         self.subsampling = subsampling
         self.speed = speed
-        self.name = "avif-" + subsampling.replace(":", "")[:3] + ("" if speed == AvifCodec.speed else f"-s{speed}")
-        self.label = f"AVIF {subsampling}" + ("" if speed == AvifCodec.speed else f", speed {speed}")
+        default = speed == self.DEFAULT_SPEED
+        self.name = "avif-" + subsampling.replace(":", "")[:3] + ("" if default else f"-s{speed}")
+        self.label = f"AVIF {subsampling}" + ("" if default else f", speed {speed}")
 
     def encode(self, image: Image.Image, setting: float) -> bytes:
         return _pillow_save(image, "AVIF", quality=int(setting), speed=self.speed,
@@ -419,11 +420,13 @@ CLASSICAL: dict[str, Callable[[int], Codec]] = {
     "jpeg2000": Jpeg2000Codec,
     "avif-420": lambda t: AvifCodec(t, "4:2:0"),
     "avif-444": lambda t: AvifCodec(t, "4:4:4"),
-    # a slow preset, for comparisons with slow encoders (lic encode --refine); not in "all"
     "avif-444-s2": lambda t: AvifCodec(t, "4:4:4", speed=2),
     "jxl": JxlCodec,
     "hevc-444": HevcCodec,
 }
+
+#: Slow presets, for comparisons with slow encoders (lic encode --refine): run only when named, not in "all".
+BY_NAME_ONLY: tuple[str, ...] = ("avif-444-s2",)
 
 #: Short names that stand for several entries on the command line.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -433,7 +436,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "bpg": ("hevc-444",),
     "j2k": ("jpeg2000",),
     "jpegxl": ("jxl",),
-    "all": tuple(n for n in CLASSICAL if n != "avif-444-s2"),
+    "all": tuple(n for n in CLASSICAL if n not in BY_NAME_ONLY),
 }
 
 
