@@ -180,3 +180,34 @@ def test_an_unwritable_output_folder_stops_the_run_before_coding(tiny, photo, tm
     r = _lic("encode", src, "-o", blocker / "out", "-m", tiny)
     assert r.exit_code == 2 and str(blocker) in r.stderr and ".part" not in r.stderr, r.output
     assert "converted" not in r.stderr
+
+
+def _blas_threads(_job):
+    from liccodec.runtime import blas
+
+    return blas.get_threads()
+
+
+def test_each_worker_gets_its_share_of_the_cores_in_numpy_blas_too():
+    from liccodec.runtime import blas
+
+    if blas.info() is None:
+        pytest.skip("numpy does not link OpenBLAS here")
+    share = max(1, (os.cpu_count() or 1) // 2)
+    with batch._pool(2, _blas_threads) as pool:
+        assert set(pool.map(batch._run_in_worker, [None, None])) == {share}
+
+
+def test_set_threads_reaches_a_blas_loaded_before_it(monkeypatch):
+    from liccodec.runtime import blas
+
+    if blas.info() is None:
+        pytest.skip("numpy does not link OpenBLAS here")
+    old = blas.get_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "9")  # restored after the test
+    monkeypatch.setenv("MKL_NUM_THREADS", "9")
+    try:
+        batch.set_threads(1)
+        assert blas.get_threads() == 1
+    finally:
+        blas.set_threads(old)

@@ -284,11 +284,17 @@ _worker_fn: Work | None = None
 
 
 def set_threads(threads: int) -> None:
-    """Limit this worker's intra-op threads, without importing torch before it is needed."""
+    """Limit this worker's intra-op threads, without importing torch or numpy before they
+    are needed: torch's and numpy's BLAS's (OpenBLAS reads OMP_NUM_THREADS when it loads,
+    so a BLAS loaded already is told directly)."""
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
-    else:  # read by torch when it is first imported
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    # read by torch and by OpenBLAS when first imported
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    if "numpy" in sys.modules:
+        from liccodec.runtime import blas
+
+        blas.set_threads(threads)
 
 
 def _init_worker(fn: Work, threads: int, warning_filters: list) -> None:

@@ -40,6 +40,7 @@ def bench(images_dir: Path, models: str, quality: float, limit: int, threads: in
     from liccodec.eval.bench import find_images
     from liccodec.eval.environment import cpu_model
     from liccodec.eval.speed import cli_tools, profile_stages, render, time_cli
+    from liccodec.runtime import blas
     from liccodec.weights import get_spec
 
     model_ids = [m.strip() for m in models.split(",") if m.strip()]
@@ -54,7 +55,8 @@ def bench(images_dir: Path, models: str, quality: float, limit: int, threads: in
         times = time_cli(images, tools, threads, bar.update)
     profiles = [profile_stages(m, images[0], quality) for m in model_ids] if profile else []
     command = "lic bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    text = render(command, f"{cpu_model()}", threads, images, times, missing, profiles)
+    text = render(command, f"{cpu_model()}; numpy's BLAS: {blas.describe()}", threads, images, times, missing,
+                  profiles)
     if report_path:
         from liccodec.fileio import atomic_write_bytes
 

@@ -5,8 +5,9 @@ that (until the pixels are in memory); score the reconstruction against the orig
 first timed call, each codec encodes and decodes one image untimed so that one-off costs
 (loading weights, initialising libraries) are not charged to the first image.
 
-Everything runs in this process, one image at a time, on ``threads`` threads (also
-``torch.set_num_threads``), so numbers from one run compare fairly with each other.
+Everything runs in this process, one image at a time, on ``threads`` threads (the codec's
+own option, ``torch.set_num_threads`` and numpy's BLAS), so numbers from one run compare fairly
+with each other.
 """
 from __future__ import annotations
 
@@ -70,19 +71,28 @@ def load_images(folder: str | Path, limit: int | None = None, holdout: int = 0) 
 
 
 @contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with ``torch.set_num_threads(n)`` when torch is installed; restore afterwards."""
+def threads_limited(n: int) -> Iterator[None]:
+    """Run with at most ``n`` intra-op threads in torch (when installed) and in numpy's
+    BLAS, which the numpy coders run on and torch.set_num_threads does not reach; restore
+    both afterwards."""
+    from liccodec.runtime import blas
+
+    old_blas = blas.get_threads()
+    blas.set_threads(n)
     try:
         import torch
     except ImportError:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
+        torch = None
+    old = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(old)
+        if torch:
+            torch.set_num_threads(old)
+        if old_blas is not None:
+            blas.set_threads(old_blas)
 
 
 @dataclass
@@ -156,7 +166,7 @@ def evaluate(codec: Codec, images: Sequence[EvalImage], *, threads: int = 1,
     scorers = perceptual_scorers(metrics)
     table: dict[str, list[Point]] = {im.name: [] for im in images}
     started = time.perf_counter()
-    with torch_threads(threads):
+    with threads_limited(threads):
         codec.decode(codec.encode(images[0].pil(), settings[len(settings) // 2]))  # warm-up
         for s in settings:
             for im in images:

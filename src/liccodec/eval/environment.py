@@ -54,16 +54,19 @@ def _dist_version(name: str) -> str | None:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU, cores, memory, OS and Python, as plain JSON-able values."""
+    """CPU, cores, memory, OS, Python and numpy's BLAS (its kernel decides the numpy coders'
+    speed), as plain JSON-able values."""
     mem_gib = None
     try:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
     la = load_average()
+    from liccodec.runtime import blas
+
     return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cores": usable_cores(),
             "memory_gib": mem_gib, "os": platform.platform(), "python": sys.version.split()[0],
-            "load_average": [round(x, 2) for x in la] if la else None}
+            "blas": blas.describe(), "load_average": [round(x, 2) for x in la] if la else None}
 
 
 def library_versions() -> dict[str, str]:

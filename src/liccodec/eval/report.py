@@ -131,6 +131,7 @@ def render(inp: ReportInput, report_path: Path) -> str:
         ["memory", f"{m.get('memory_gib', '?')} GiB"],
         ["OS", str(m.get("os", "?"))],
         ["Python", str(m.get("python", "?"))],
+        *([["numpy's BLAS", str(m["blas"])]] if m.get("blas") else []),
         ["threads per codec", str(inp.threads)],
         ["load average at start (1/5/15 min)", " / ".join(f"{x:.2f}" for x in la) if la else "?"],
         *([["load average at end", " / ".join(f"{x:.2f}" for x in m["load_average_end"])]]

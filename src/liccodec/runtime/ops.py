@@ -9,9 +9,10 @@ arithmetic on this project's machine under load (docs/speed.md, session 18).
 
 A transposed convolution runs one of two ways, never on the zeros that a
 dilate-then-convolve implementation would multiply: its s*s output phases (the outputs o
-with o % s == r read only the kernel taps t = (r + padding) % s, mod s) as one ordinary
-convolution, or every input times every tap in one matrix product, the products then
-added into the output at their offsets (``conv_transpose2d`` says which runs when).
+with o % s == r read only the kernel taps t = (r + padding) % s, mod s) as ordinary
+convolutions, one per row of phases on a shared im2col matrix, or every input times every
+tap in one matrix product, the products then added into the output at their offsets
+(``conv_transpose2d`` says which runs when).
 
 The same functions run in float64 on integer-valued arrays for the exact networks
 (``liccodec.runtime.IntegerChain``): every product and partial sum there is an integer below
@@ -89,11 +90,15 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stri
     """(H, W, Ci) through a transposed convolution with torch's weight layout (Ci, Co, k, k)
     and torch's size rule: Ho = (H - 1) * stride - 2 * padding + k + output_padding.
 
-    All stride**2 output phases are computed by one convolution over the input window they
-    read together (3x3 for k=5, stride 2), with the phases' kernels side by side in the
-    output channels, then interleaved (depth to space). That spends a few multiply-adds on
-    taps a phase does not have (36 instead of 25 for k=5) but runs one large matrix product
-    instead of stride**2 small ones: 1.8x faster here for the synthesis' layers.
+    The stride**2 output phases read one input window together (3x3 for k=5, stride 2),
+    whose im2col matrix is built once. Each row of phases (the outputs of one row parity) is
+    one matrix product over the window rows its taps reach, a contiguous part of that matrix,
+    with the row's phases' kernels side by side in the output channels; the products are then
+    interleaved (depth to space). That spends a few multiply-adds on taps a phase does not
+    have (30 instead of 25 for k=5) but runs a few large matrix products instead of stride**2
+    small ones (1.8x faster for the synthesis' layers than separate phases), and skips the
+    window rows a row of phases does not read: 1.18-1.20x faster than one product for all
+    phases (36 multiply-adds), on both OpenBLAS kernels measured (docs/speed.md, "Session 25").
 
     Two cases run as ``_scatter_transpose2d`` instead, which does exactly k*k multiply-adds
     per input: few output channels (the synthesis' last layer), and float64 (the exact
@@ -110,23 +115,26 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stri
     lo = min(first for _, first in phases)
     hi = max(first + len(taps) - 1 for taps, first in phases)
     kc = hi - lo + 1
-    kern = np.zeros((kc, kc, ci, s, s, co), dtype=w.dtype)
-    for ry, (ty, y0) in enumerate(phases):
+    rows = []  # per row phase: (first window row it reads, kernel over those rows' columns)
+    for ty, y0 in phases:
+        kern = np.zeros((len(ty), kc, ci, s, co), dtype=w.dtype)
         for rx, (tx, x0) in enumerate(phases):
             for u, t in enumerate(ty):
                 for v, t2 in enumerate(tx):
-                    kern[y0 - lo + u, x0 - lo + v, :, ry, rx, :] = w[:, :, t, t2]
+                    kern[u, x0 - lo + v, :, rx, :] = w[:, :, t, t2]
+        rows.append((y0 - lo, kern.reshape(len(ty) * kc * ci, s * co)))
     qh, qw = -(-ho // s), -(-wo // s)  # outputs per phase (the last row/column may be cut)
-    kern = kern.reshape(kc * kc * ci, s * s * co)
-    b = None if bias is None else np.tile(bias, s * s)
+    b = None if bias is None else np.tile(bias, s)
     # each block of the phases' outputs goes straight to its place in the output (depth to space)
     out = np.empty((qh, s, qw, s, co), dtype=np.result_type(x, w))
-    buf = np.empty((_block_rows(qh, qw * kc * kc * ci) * qw, s * s * co), dtype=out.dtype)
+    buf = np.empty((_block_rows(qh, qw * kc * kc * ci) * qw, s * co), dtype=out.dtype)
     for r0, r1, cols in _im2col(x, kc, kc, 1, lo, qh, qw):
-        block = np.matmul(cols, kern, out=buf[:len(cols)])
-        if b is not None:
-            block += b
-        out[r0:r1] = block.reshape(r1 - r0, qw, s, s, co).transpose(0, 2, 1, 3, 4)
+        for ry, (first, kern) in enumerate(rows):
+            part = cols[:, first * kc * ci:first * kc * ci + kern.shape[0]]  # a strided view, no copy
+            block = np.matmul(part, kern, out=buf[:len(cols)])
+            if b is not None:
+                block += b
+            out[r0:r1, ry] = block.reshape(r1 - r0, qw, s, co)
     return out.reshape(qh * s, qw * s, co)[:ho, :wo]
 
 
