@@ -20,7 +20,7 @@ from liccodec.entropy import reader_of
 from liccodec.errors import ModelError
 from liccodec.fixedpoint import ACT_CLIP, W_LIMIT
 from liccodec.imageio import to_uint8
-from liccodec.runtime.ops import conv2d, conv_transpose2d, gdn
+from liccodec.runtime.ops import _phase, _phase_layout, conv2d, conv_transpose2d, gdn
 from liccodec.tiling import TilePolicy
 from liccodec.weights import get_spec, load_model
 
@@ -59,6 +59,21 @@ def test_conv_transpose2d_is_torchs(k, stride, pad, out_pad, dtype, co, block, m
     assert out.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(out.transpose(2, 0, 1), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("k,stride,pad,macs", [(5, 2, 2, 25), (3, 2, 1, 9), (4, 2, 1, 24), (5, 3, 2, 30)])
+def test_transposed_phases_multiply_only_their_taps_where_they_nest(k, stride, pad, macs):
+    """Each phase multiplies one contiguous part of the shared im2col matrix: with stride 2 and
+    nested taps that part holds its taps alone (k * k multiply-adds in all); otherwise (k = 4:
+    shifted windows, {0, 1} and {1, 2}; stride 3) the phase reads whole window rows."""
+    phases = [_phase(r, stride, k, pad) for r in range(stride)]
+    lo = min(first for _, first in phases)
+    kc, order, layout = _phase_layout(phases, lo)
+    assert sorted(order) == [(r, c) for r in range(kc) for c in range(kc)]
+    assert sum(b - a for a, b, _ in layout.values()) == macs
+    for (ry, rx), (a, b, taps) in layout.items():  # every tap of the phase is in its part
+        got = {t for t in taps if None not in t}
+        assert got == {(ty, tx) for ty in phases[ry][0] for tx in phases[rx][0]}
 
 
 @pytest.mark.parametrize("inverse", [False, True])

@@ -52,20 +52,28 @@ def _block_rows(rows: int, per_row: int) -> int:
     return min(rows, max(1, BLOCK_ELEMENTS // max(1, per_row)))
 
 
-def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, first: int, ho: int, wo: int):
+def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, first: int, ho: int, wo: int,
+            taps: list[tuple[int, int]] | None = None):
     """The im2col matrix of a (kh, kw) convolution whose output (0, 0) reads input
     (first, first), zero outside x, one block of output rows at a time: yields (r0, r1,
-    ((r1 - r0) * wo, kh * kw * Ci)), each block in the same buffer. Each block pads only the
-    input rows it reads, so that no padded copy of a whole (large) input is made."""
+    ((r1 - r0) * wo, T * Ci)), each block in the same buffer, its columns the window's
+    positions in row-major order (T = kh * kw) or in the order of ``taps``, (row, column)
+    pairs. Each block pads only the input rows it reads, so that no padded copy of a whole
+    (large) input is made."""
     ci = x.shape[2]
-    rows = _block_rows(ho, wo * kh * kw * ci)
-    buf = np.empty((rows, wo, kh, kw, ci), dtype=x.dtype)
+    n = kh * kw if taps is None else len(taps)
+    rows = _block_rows(ho, wo * n * ci)
+    buf = np.empty((rows, wo, n, ci), dtype=x.dtype)
     for r0 in range(0, ho, rows):
         r1 = min(ho, r0 + rows)
         slab = _window(x, first + r0 * stride, (r1 - r0 - 1) * stride + kh, first, (wo - 1) * stride + kw)
         windows = sliding_window_view(slab, (kh, kw), axis=(0, 1))[::stride, ::stride]  # (rows, wo, ci, kh, kw)
-        np.copyto(buf[:r1 - r0], windows.transpose(0, 1, 3, 4, 2))
-        yield r0, r1, buf[:r1 - r0].reshape(-1, kh * kw * ci)
+        if taps is None:
+            np.copyto(buf[:r1 - r0].reshape(r1 - r0, wo, kh, kw, ci), windows.transpose(0, 1, 3, 4, 2))
+        else:
+            for i, (ty, tx) in enumerate(taps):
+                np.copyto(buf[:r1 - r0, :, i], windows[:, :, :, ty, tx])
+        yield r0, r1, buf[:r1 - r0].reshape(-1, n * ci)
 
 
 def _window(x: np.ndarray, r: int, n: int, c: int, m: int) -> np.ndarray:
@@ -85,20 +93,50 @@ def _phase(r: int, stride: int, kernel: int, padding: int) -> tuple[list[int], i
     return taps, carry - (len(taps) - 1)
 
 
+def _phase_layout(phases: list[tuple[list[int], int]], lo: int):
+    """How a transposed convolution's output phases read one shared im2col matrix: the
+    window positions (row, column) in the order its columns hold them, and for each phase
+    (ry, rx) the range of that order it multiplies, with its kernel tap at each position.
+
+    Along each axis, phase r reads window positions ``first - lo + u`` (u over its taps).
+    With stride 2 and one phase's positions among the other's (k = 5: {0, 1, 2} and {1, 2}),
+    the order [inner x extra] [inner x inner] [extra x inner] [extra x extra], where inner
+    are the smaller phase's positions and extra the rest, gives every phase a range that
+    holds its taps and nothing else (25 multiply-adds per input for k = 5). Any other case
+    reads the window row by row, each phase the whole rows it needs."""
+    axis = [{first - lo + u: t for u, t in enumerate(taps)} for taps, first in phases]
+    kc = max(max(a) for a in axis) + 1
+    small = big = None
+    if len(axis) == 2:
+        small, big = sorted(range(2), key=lambda r: len(axis[r]))
+    if small is not None and set(axis[small]) <= set(axis[big]):
+        inner, extra = sorted(axis[small]), sorted(set(axis[big]) - set(axis[small]))
+        groups = [[(r, c) for r in inner for c in extra], [(r, c) for r in inner for c in inner],
+                  [(r, c) for r in extra for c in inner], [(r, c) for r in extra for c in extra]]
+        edge = np.cumsum([0] + [len(g) for g in groups]).tolist()
+        order = [t for g in groups for t in g]
+        span = {(small, big): (edge[0], edge[2]), (small, small): (edge[1], edge[2]),
+                (big, small): (edge[1], edge[3]), (big, big): (edge[0], edge[4])}
+    else:
+        order = [(r, c) for r in range(kc) for c in range(kc)]
+        span = {(ry, rx): (min(axis[ry]) * kc, (max(axis[ry]) + 1) * kc)
+                for ry in range(len(axis)) for rx in range(len(axis))}
+    return kc, order, {ph: (a, b, [(axis[ph[0]].get(r), axis[ph[1]].get(c)) for r, c in order[a:b]])
+                       for ph, (a, b) in span.items()}
+
+
 def conv_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stride: int, padding: int,
                      output_padding: int) -> np.ndarray:
     """(H, W, Ci) through a transposed convolution with torch's weight layout (Ci, Co, k, k)
     and torch's size rule: Ho = (H - 1) * stride - 2 * padding + k + output_padding.
 
     The stride**2 output phases read one input window together (3x3 for k=5, stride 2),
-    whose im2col matrix is built once. Each row of phases (the outputs of one row parity) is
-    one matrix product over the window rows its taps reach, a contiguous part of that matrix,
-    with the row's phases' kernels side by side in the output channels; the products are then
-    interleaved (depth to space). That spends a few multiply-adds on taps a phase does not
-    have (30 instead of 25 for k=5) but runs a few large matrix products instead of stride**2
-    small ones (1.8x faster for the synthesis' layers than separate phases), and skips the
-    window rows a row of phases does not read: 1.18-1.20x faster than one product for all
-    phases (36 multiply-adds), on both OpenBLAS kernels measured (docs/speed.md, "Session 25").
+    whose im2col matrix is built once, its columns in an order where each phase's taps are
+    one contiguous part (``_phase_layout``). Each phase is then one matrix product over its
+    part, a strided view of the matrix, written straight to its outputs (depth to space).
+    For k=5, stride 2, that is the kernel's 25 multiply-adds per input and output channel,
+    where one product for all phases side by side did 36 (1.3-1.4x slower, docs/speed.md,
+    "Session 25"), and four large products rather than four im2col matrices (1.8x slower).
 
     Two cases run as ``_scatter_transpose2d`` instead, which does exactly k*k multiply-adds
     per input: few output channels (the synthesis' last layer), and float64 (the exact
@@ -113,28 +151,24 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stri
         return _scatter_transpose2d(x, w, bias, s, padding, ho, wo)
     phases = [_phase(r, s, k, padding) for r in range(s)]  # (taps, first input read)
     lo = min(first for _, first in phases)
-    hi = max(first + len(taps) - 1 for taps, first in phases)
-    kc = hi - lo + 1
-    rows = []  # per row phase: (first window row it reads, kernel over those rows' columns)
-    for ty, y0 in phases:
-        kern = np.zeros((len(ty), kc, ci, s, co), dtype=w.dtype)
-        for rx, (tx, x0) in enumerate(phases):
-            for u, t in enumerate(ty):
-                for v, t2 in enumerate(tx):
-                    kern[u, x0 - lo + v, :, rx, :] = w[:, :, t, t2]
-        rows.append((y0 - lo, kern.reshape(len(ty) * kc * ci, s * co)))
+    kc, order, layout = _phase_layout(phases, lo)
+    products = []  # (ry, rx, first column, last column, kernel)
+    for (ry, rx), (a, b, taps) in layout.items():
+        kern = np.zeros((b - a, ci, co), dtype=w.dtype)
+        for i, (ty, tx) in enumerate(taps):
+            if ty is not None and tx is not None:
+                kern[i] = w[:, :, ty, tx]
+        products.append((ry, rx, a * ci, b * ci, kern.reshape((b - a) * ci, co)))
     qh, qw = -(-ho // s), -(-wo // s)  # outputs per phase (the last row/column may be cut)
-    b = None if bias is None else np.tile(bias, s)
-    # each block of the phases' outputs goes straight to its place in the output (depth to space)
+    # each block of a phase's outputs goes straight to its place in the output (depth to space)
     out = np.empty((qh, s, qw, s, co), dtype=np.result_type(x, w))
-    buf = np.empty((_block_rows(qh, qw * kc * kc * ci) * qw, s * co), dtype=out.dtype)
-    for r0, r1, cols in _im2col(x, kc, kc, 1, lo, qh, qw):
-        for ry, (first, kern) in enumerate(rows):
-            part = cols[:, first * kc * ci:first * kc * ci + kern.shape[0]]  # a strided view, no copy
-            block = np.matmul(part, kern, out=buf[:len(cols)])
-            if b is not None:
-                block += b
-            out[r0:r1, ry] = block.reshape(r1 - r0, qw, s, co)
+    buf = np.empty((_block_rows(qh, qw * len(order) * ci) * qw, co), dtype=out.dtype)
+    for r0, r1, cols in _im2col(x, kc, kc, 1, lo, qh, qw, order):
+        for ry, rx, a, b, kern in products:
+            block = np.matmul(cols[:, a:b], kern, out=buf[:len(cols)])  # a strided view of cols, no copy
+            if bias is not None:
+                block += bias
+            out[r0:r1, ry, :, rx] = block.reshape(r1 - r0, qw, co)
     return out.reshape(qh * s, qw * s, co)[:ho, :wo]
 
 
