@@ -149,6 +149,14 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stri
     wo = (wd - 1) * s - 2 * padding + k + output_padding
     if co <= SCATTER_MAX_CHANNELS or np.result_type(x, w) == np.float64:
         return _scatter_transpose2d(x, w, bias, s, padding, ho, wo)
+    return _phase_transpose2d(x, w, bias, s, padding, ho, wo)
+
+
+def _phase_transpose2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, s: int, padding: int,
+                       ho: int, wo: int) -> np.ndarray:
+    """A transposed convolution as its output phases' convolutions on one im2col matrix
+    (``conv_transpose2d``); returns (Ho, Wo, Co)."""
+    ci, co, k = x.shape[2], w.shape[1], w.shape[-1]
     phases = [_phase(r, s, k, padding) for r in range(s)]  # (taps, first input read)
     lo = min(first for _, first in phases)
     kc, order, layout = _phase_layout(phases, lo)
