@@ -83,7 +83,8 @@ def describe() -> str:
     if i is None:
         return "BLAS: not OpenBLAS (kernel and threads unknown)"
     forced = f" (forced by OPENBLAS_CORETYPE={i['forced_core']})" if i["forced_core"] else ""
-    return f"OpenBLAS, {i['core']} kernels{forced}, {i['threads']} threads"
+    threads = f"{i['threads']} thread" + ("s" if i["threads"] != 1 else "")
+    return f"OpenBLAS, {i['core']} kernels{forced}, {threads}"
 
 
 def get_threads() -> int | None:
