@@ -211,3 +211,16 @@ def test_set_threads_reaches_a_blas_loaded_before_it(monkeypatch):
         assert blas.get_threads() == 1
     finally:
         blas.set_threads(old)
+
+
+@pytest.mark.parametrize("fmt,name", [(None, "out.png"), ("png", "out.bin"), ("PNG", "-")])
+def test_decoded_pngs_use_the_faster_zlib_level(fmt, name):
+    from io import BytesIO
+
+    from liccodec.batch.workers import PNG_COMPRESS_LEVEL, image_bytes
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    ref = BytesIO()
+    img.save(ref, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    assert image_bytes(img, fmt, name) == ref.getvalue()
+    assert np.array_equal(np.asarray(Image.open(BytesIO(image_bytes(img, fmt, name)))), np.asarray(img))
