@@ -54,8 +54,8 @@ def encode_file(job, model: str, quality: float | None, overwrite: bool, target=
         return Outcome(job.src, job.dst, False, error=f"{type(e).__name__}: {e}", seconds=time.time() - t0)
 
 
-#: zlib level of decoded PNGs. Pillow's default, 6, took 85 ms for a decoded Kodak image and 3
-#: took 31 ms, for files 0.7% larger (8 images, docs/speed.md, "Session 25")
+#: zlib level of decoded PNGs. Pillow's default, 6, took 86 ms for a decoded Kodak image and 3
+#: took 32 ms, for files 0.7% larger (8 images, docs/speed/png_level.py)
 PNG_COMPRESS_LEVEL = 3
 
 
