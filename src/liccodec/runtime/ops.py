@@ -10,8 +10,8 @@ arithmetic on this project's machine under load (docs/speed.md, session 18).
 A transposed convolution runs one of two ways, never on the zeros that a
 dilate-then-convolve implementation would multiply: its s*s output phases (the outputs o
 with o % s == r read only the kernel taps t = (r + padding) % s, mod s) as ordinary
-convolutions, one per row of phases on a shared im2col matrix, or every input times every
-tap in one matrix product, the products then added into the output at their offsets
+convolutions, one per phase on a shared im2col matrix, or every input times every tap in
+one matrix product, the products then added into the output at their offsets
 (``conv_transpose2d`` says which runs when).
 
 The same functions run in float64 on integer-valued arrays for the exact networks
