@@ -105,6 +105,11 @@ class LatentCodec(nn.Module):
         another lambda set interpolates their rows (``liccodec.train.warmstart``)."""
         return ()
 
+    def grow_rules(self) -> dict[str, dict[str, object]]:
+        """Layers that a warm start grows other than by the default rule, by name within the
+        latent codec (``LearnedCodec.grow_rules``)."""
+        return {}
+
     def integer_nets(self) -> dict[str, nn.Sequential]:
         """Float networks that ship as exact integer networks (``exact.<name>``), by name."""
         return {}

@@ -176,6 +176,12 @@ class GainedHyperprior(LatentCodec):
         eb = self.entropy_bottleneck
         eb.quantiles.copy_(prior_quantiles(eb).to(eb.quantiles))
 
+    def grow_rules(self) -> dict[str, dict[str, object]]:
+        # more channels of y: h_a reads the new ones (zero at step 0) with its initial weights;
+        # h_s's output is (scales, means), and the new channels' start at zero (scale clamped
+        # to SCALE_MIN, mean 0: a zero latent costs almost nothing)
+        return {"h_a.0": {"new_inputs": "init"}, "h_s.4": {"new_outputs": "zero", "chunks": 2}}
+
     def level_tables(self) -> tuple[str, ...]:
         return ("gain.log_gain", "gain.log_inv_gain", "hyper_gain.log_gain", "hyper_gain.log_inv_gain")
 

@@ -156,6 +156,15 @@ class LearnedCodec(nn.Module):
         return self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).float().clamp_(0, 1)
 
     # ---- shipped weights ---------------------------------------------------------------
+    def grow_rules(self) -> dict[str, dict[str, object]]:
+        """How a warm start grows layers that this config made wider than the source's
+        (``liccodec.train.warmstart.grow``), by layer name: ``new_outputs="zero"`` starts the
+        new output channels at zero, ``new_inputs="init"`` keeps the weights from new inputs
+        that are zero at step 0 (so that gradients reach them), ``chunks=k`` grows k equal
+        parts of the outputs separately. Other layers follow the default: new inputs never
+        reach old outputs, new outputs start as initialised."""
+        return {f"latent.{k}": v for k, v in self.latent.grow_rules().items()}
+
     def level_tables(self) -> tuple[str, ...]:
         """State names with one row per trained level (remapped by a warm start)."""
         return tuple(f"latent.{n}" for n in self.latent.level_tables())

@@ -98,6 +98,11 @@ class MeanScaleHyperprior(LearnedCodec):
         init = 0.5 * torch.log(lam / lam[len(lam) // 2])
         super().__init__(cfg, g_a, g_s, self._latent(cfg, init, inference))
 
+    def grow_rules(self) -> dict[str, dict[str, object]]:
+        # more latent channels M: g_a's new outputs start at zero, so y's new channels are 0
+        # and g_s (which reads them with its initial weights) draws what the source drew
+        return {**super().grow_rules(), "g_a.6": {"new_outputs": "zero"}, "g_s.0": {"new_inputs": "init"}}
+
     @staticmethod
     def _latent(cfg: MshConfig, init_log_gain: Tensor, inference: bool) -> GainedHyperprior:
         return GainedHyperprior(cfg.N, cfg.M, cfg.levels, init_log_gain, inference)

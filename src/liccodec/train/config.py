@@ -30,6 +30,10 @@ class TrainConfig:
     # parameter-name prefixes that ``init`` may leave fresh where their shapes differ
     # (e.g. ["g_s."] to give a warm-started model a new, narrower synthesis)
     reinit: list[str] = field(default_factory=list)
+    # let ``init``'s tensors grow into wider layers of the same names (a config with more
+    # latent channels M): the new channels start so that step 0 computes what ``init`` did
+    # (liccodec.train.warmstart.grow)
+    grow: bool = False
     # learning-rate factor for the parameters ``init`` does not provide (new, zero-initialised
     # blocks of an extended architecture), so they catch up with the warm-started ones
     fresh_lr_scale: float = 1.0

@@ -96,7 +96,7 @@ class Trainer:
         if self.cfg.init:
             from liccodec.train.warmstart import warm_start
 
-            fresh = warm_start(self.model, self.cfg.init, tuple(self.cfg.reinit))
+            fresh = warm_start(self.model, self.cfg.init, tuple(self.cfg.reinit), self.cfg.grow)
             print(f"warm start from {self.cfg.init}; freshly initialised: "
                   f"{sorted({k.rsplit('.', 1)[0] for k in fresh})}", file=sys.stderr)
         self.model = self.model.to(self.device).to(memory_format=torch.channels_last)

@@ -15,6 +15,10 @@ start therefore
   has keeps its row, a new one is interpolated (or extrapolated) linearly in log-lambda per
   channel.
 
+* with ``grow``, lets a tensor grow into a wider layer of the same name (a config with more
+  latent channels M, say): the source fills the leading block of every dimension and the
+  new channels start so that the model computes what the source did (:func:`grow`).
+
 The optimizer starts fresh, so the recipe should warm the learning rate up again.
 """
 from __future__ import annotations
@@ -55,11 +59,13 @@ def remap_levels(table: Tensor, src: list[float], dst: list[float]) -> Tensor:
 
 
 @torch.no_grad()
-def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = ()) -> list[str]:
+def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = (),
+               grow_layers: bool = False) -> list[str]:
     """Load shipped weights into a training model; returns the state names left as they were
     initialised (the z prior's table buffers always: training does not use them). Tensors
-    whose names start with a ``reinit`` prefix and whose shapes differ stay fresh; any other
-    shape mismatch is an error."""
+    whose names start with a ``reinit`` prefix and whose shapes differ stay fresh; with
+    ``grow_layers``, a tensor smaller than the model's grows into it (:func:`grow`); any
+    other shape mismatch is an error."""
     weights = Path(weights)
     tensors = _shipped_tensors(weights)
     src, dst = source_lambdas(weights), list(model.cfg.lambdas)
@@ -72,15 +78,67 @@ def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = 
         v = v.float()
         if k in level_tables and src != dst:
             v = remap_levels(v, src, dst)
-        if v.shape != state[k].shape:
-            if k.startswith(tuple(reinit)):
-                continue
-            raise ValueError(f"{k}: shipped shape {tuple(v.shape)} does not fit {tuple(state[k].shape)}")
         new[k] = v
     for name, net in model.latent.integer_nets().items():
         new.update(_float_from_integer(net, tensors, name))
+    rules = model.grow_rules() if grow_layers else {}
+    for k in list(new):
+        if new[k].shape == state[k].shape:
+            continue
+        if grow_layers and new[k].dim() == state[k].dim() and all(
+                a <= b for a, b in zip(new[k].shape, state[k].shape)):
+            new[k] = grow(model, k, new[k], state[k], level_table=k in level_tables,
+                          **rules.get(k.rsplit(".", 1)[0], {}))
+        elif k.startswith(tuple(reinit)):
+            del new[k]
+        else:
+            raise ValueError(f"{k}: shipped shape {tuple(new[k].shape)} does not fit {tuple(state[k].shape)}")
     model.load_state_dict(new, strict=False)
     return sorted(k for k in state if k not in new)
+
+
+def grow(model: nn.Module, name: str, src: Tensor, init: Tensor, *, level_table: bool = False,
+         new_outputs: str = "init", new_inputs: str = "zero", chunks: int = 1) -> Tensor:
+    """The model's tensor ``name`` (initialised as ``init``) grown from the smaller ``src``.
+
+    A level table (levels, C) gives its new channels each level's mean over the old ones. A
+    convolution's (or its bias's) old outputs keep the source's values; weights from new
+    inputs to old outputs are zero, so the old outputs stay what they were, unless
+    ``new_inputs="init"`` (inputs that are zero at step 0 anyway, and that must get
+    gradients); new outputs keep their initial weights, or start at zero
+    (``new_outputs="zero"``). ``chunks`` > 1: the outputs are that many equal parts (a
+    hyper-synthesis's scales and means) that each grow at their end. Any other tensor
+    grows with the source in its leading block and its initial values elsewhere."""
+    if level_table:
+        out = src.mean(dim=1, keepdim=True).expand(init.shape).clone()
+        out[:, :src.shape[1]] = src
+        return out
+    module = model.get_submodule(name.rsplit(".", 1)[0])
+    if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        out = init.clone()
+        out[tuple(slice(0, n) for n in src.shape)] = src
+        return out
+    o_dim, i_dim = (1, 0) if isinstance(module, nn.ConvTranspose2d) else (0, 1)
+    if src.dim() == 1:
+        o_dim, i_dim = 0, None
+    n_old, n_new = src.shape[o_dim] // chunks, init.shape[o_dim] // chunks
+    old_out = torch.cat([torch.arange(c * n_new, c * n_new + n_old) for c in range(chunks)])
+    new_out = torch.tensor(sorted(set(range(init.shape[o_dim])) - set(old_out.tolist())), dtype=torch.long)
+    out = init.clone()
+    if new_outputs == "zero":
+        out.index_fill_(o_dim, new_out, 0.0)
+    if i_dim is not None:
+        n_in = src.shape[i_dim]
+        if new_inputs == "zero":  # new inputs -> old outputs
+            block = out.index_select(o_dim, old_out)
+            block.narrow(i_dim, n_in, out.shape[i_dim] - n_in).zero_()
+            out.index_copy_(o_dim, old_out, block)
+        block = out.index_select(o_dim, old_out)
+        block.narrow(i_dim, 0, n_in).copy_(src)
+        out.index_copy_(o_dim, old_out, block)
+    else:
+        out.index_copy_(0, old_out, src)
+    return out
 
 
 def _shipped_tensors(weights: Path) -> dict[str, Tensor]:

@@ -1,0 +1,52 @@
+"""A warm start that grows the latent (more channels M, more slices, more lambdas) starts
+exactly where its source stands: the same reconstruction, and the new channels cost nothing."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from liccodec.models.registry import get_arch
+
+
+def _image(h: int, w: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(5)
+    base = torch.linspace(0, 1, w).expand(h, w)
+    return (0.6 * base + 0.4 * torch.rand(3, h, w, generator=g)).unsqueeze(0)
+
+
+@pytest.mark.parametrize("arch", ["msh", "charm"])
+def test_a_grown_latent_starts_as_its_source(tiny_builder, tmp_path, arch):
+    from liccodec.train.export import export_module
+    from liccodec.train.warmstart import warm_start
+
+    build_tiny, cfgs = tiny_builder
+    cfg = cfgs[arch]
+    path = export_module(build_tiny(arch=arch), arch, cfg, f"{arch}.tiny", tmp_path)
+    source = get_arch(arch).build(**cfg)
+    warm_start(source, path)
+    wider = {**cfg, "M": cfg["M"] * 5 // 3, "lambdas": [*cfg["lambdas"], 0.3]}
+    if arch == "charm":
+        wider["slices"] = cfg["slices"] * 5 // 3   # the same channels per slice
+    grown = get_arch(arch).build(**wider)
+    with pytest.raises(ValueError, match="does not fit"):
+        warm_start(grown, path)
+    fresh = warm_start(grown, path, grow_layers=True)
+    # only the new slices' networks (zero corrections) and the z prior's derived buffers
+    params = dict(grown.named_parameters())
+    assert all(k.startswith(("latent.cc.", "latent.lrp.")) or
+               (k.startswith("latent.entropy_bottleneck.") and k not in params) for k in fresh), fresh
+    M = cfg["M"]
+    x = _image(64, 64)
+    with torch.no_grad():
+        for level in (0.0, 1.3, 2.0):
+            a, b = source.eval()(x, torch.tensor([level])), grown.eval()(x, torch.tensor([level]))
+            torch.testing.assert_close(b.x_hat, a.x_hat, rtol=0, atol=1e-6)
+            torch.testing.assert_close(b.likelihoods["y"][:, :M], a.likelihoods["y"], rtol=0, atol=1e-6)
+            assert torch.equal(b.likelihoods["z"], a.likelihoods["z"])
+            # the new channels are zero and their scales the smallest: almost certain symbols
+            assert b.likelihoods["y"][:, M:].min() > 0.999
+    # and they train: g_a's new outputs get a gradient from the distortion
+    grown.train()
+    out = grown(x, torch.tensor([2.0]))
+    ((out.x_hat - x) ** 2).mean().backward()
+    assert grown.g_a[6].weight.grad[M:].abs().sum() > 0
