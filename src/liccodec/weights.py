@@ -134,14 +134,51 @@ def load_model(model_id: str):
 
 
 def verify(spec: WeightSpec) -> None:
-    """Raise ``ModelError`` unless the weights file is present with the manifest's sha256.
-    Every loader (the torch models, the numpy decoder) calls this, through
-    :func:`read_tensors`, on each file before reading a tensor."""
+    """Raise ``ModelError`` unless the weights file is present with the manifest's sha256."""
+    _verified_bytes(spec)
+
+
+def _verified_bytes(spec: WeightSpec) -> bytes:
+    """The weights file's contents, read once and checked against the manifest's sha256:
+    every loader (the torch models, the numpy coders) parses the very bytes it verified."""
     if not spec.path.is_file():
         raise ModelError(f"weights file for {spec.id} not found at {spec.path}")
-    actual = sha256_file(spec.path)
+    data = spec.path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
     if actual != spec.sha256:
         raise ModelError(f"weights {spec.path} have sha256 {actual[:16]}..., manifest says {spec.sha256[:16]}...")
+    return data
+
+
+#: safetensors dtype names -> numpy dtypes (little-endian, as the format stores them)
+_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8",
+           "U8": "u1", "BOOL": "?"}
+
+
+def safetensors_arrays(data: bytes, name: str = "weights", prefixes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The tensors of a safetensors file's bytes (those whose names start with one of
+    ``prefixes``, or all) as read-only numpy views into ``data``: no copy. The format is an
+    8-byte little-endian header length, a JSON header of name -> dtype, shape and byte range,
+    then the tensor bytes."""
+    import numpy as np
+
+    try:
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n])
+        body = memoryview(data)[8 + n:]
+        out = {}
+        for k, e in header.items():
+            if k == "__metadata__" or (prefixes and not k.startswith(prefixes)):
+                continue
+            dtype = np.dtype(_DTYPES[e["dtype"]])
+            start, end = e["data_offsets"]
+            count = int(np.prod(e["shape"], dtype=np.int64))
+            if not 0 <= start <= end <= len(body) or end - start != count * dtype.itemsize:
+                raise ValueError(f"tensor {k} has byte range {start}..{end} for {count} values of {e['dtype']}")
+            out[k] = np.frombuffer(body[start:end], dtype).reshape(e["shape"])
+        return out
+    except (KeyError, TypeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise ModelError(f"{name} is not a safetensors file liccodec can read: {e}") from None
 
 
 def base_chain(spec: WeightSpec) -> list[WeightSpec]:
@@ -167,22 +204,24 @@ def base_chain(spec: WeightSpec) -> list[WeightSpec]:
 
 def read_tensors(spec: WeightSpec, framework: str = "pt", prefixes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The tensors of a shipped model (those whose names start with one of ``prefixes``, or
-    all), every file verified against its sha256 before any is read. A model with a ``base``
+    all), every file verified against its sha256 before any is read: numpy arrays (``"np"``,
+    read-only views into the verified bytes) or torch tensors (``"pt"``). A model with a ``base``
     is assembled along :func:`base_chain`: the farthest base's tensors first, each nearer
     file's own tensors over them, its own file last."""
-    from safetensors import safe_open
-
     chain = base_chain(spec)
-    verify(spec)
+    files = [_verified_bytes(spec)]
     for base in chain[1:]:
         try:
-            verify(base)
+            files.append(_verified_bytes(base))
         except ModelError as e:
             raise ModelError(f"{spec.id} is built on {base.id}: {e}") from None
     tensors: dict[str, Any] = {}
-    for s in reversed(chain):
-        with safe_open(s.path, framework) as f:
-            tensors.update({k: f.get_tensor(k) for k in f.keys() if not prefixes or k.startswith(prefixes)})
+    for s, data in reversed(list(zip(chain, files))):
+        tensors.update(safetensors_arrays(data, str(s.path), prefixes))
+    if framework == "pt":
+        import torch
+
+        return {k: torch.from_numpy(v.copy()) for k, v in tensors.items()}
     return tensors
 
 

@@ -37,14 +37,14 @@ import unicodedata
 import warnings
 from collections import Counter, deque
 from contextlib import contextmanager
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from liccodec.errors import UsageError
+
+if TYPE_CHECKING:  # the process pool's modules load when a folder runs in workers, not at start-up
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 ENGINES = ("local", "ray")
 IN_FLIGHT_PER_WORKER = 2       # queued tasks per worker: keeps workers busy, memory bounded
@@ -333,6 +333,9 @@ def run(jobs: list[Job], fn: Work, n_jobs: int = 1, progress: bool | Progress = 
 
 
 def _pool(n: int, fn: Work) -> ProcessPoolExecutor:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     threads = max(1, (os.cpu_count() or 1) // n)
     return ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_init_worker,
                                initargs=(fn, threads, list(warnings.filters)))
@@ -362,6 +365,9 @@ def _run_pool(jobs: list[Job], fn: Work, n_jobs: int, record: Callable[[Outcome]
 
 
 def _run_pool_inner(jobs: list[Job], fn: Work, n_jobs: int, record: Callable[[Outcome], None]) -> None:
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     pending = deque(jobs)
     while pending:
         lost: list[Job] = []
@@ -387,6 +393,8 @@ def _run_pool_inner(jobs: list[Job], fn: Work, n_jobs: int, record: Callable[[Ou
 
 def _run_one_by_one(jobs: deque[Job], fn: Work, record: Callable[[Outcome], None]) -> None:
     """One worker, one job in flight: a death is then the fault of the job it was running."""
+    from concurrent.futures.process import BrokenProcessPool
+
     while jobs:
         with _pool(1, fn) as ex:
             while jobs:
