@@ -24,7 +24,8 @@ def test_a_grown_latent_starts_as_its_source(tiny_builder, tmp_path, arch):
     path = export_module(build_tiny(arch=arch), arch, cfg, f"{arch}.tiny", tmp_path)
     source = get_arch(arch).build(**cfg)
     warm_start(source, path)
-    wider = {**cfg, "M": cfg["M"] * 5 // 3, "lambdas": [*cfg["lambdas"], 0.3]}
+    # h_s's hidden widths stay the source's (M, 3M/2): only its output grows
+    wider = {**cfg, "M": cfg["M"] * 5 // 3, "lambdas": [*cfg["lambdas"], 0.3], "hyper": [cfg["M"], cfg["M"] * 3 // 2]}
     if arch == "charm":
         wider["slices"] = cfg["slices"] * 5 // 3   # the same channels per slice
     grown = get_arch(arch).build(**wider)

@@ -90,8 +90,9 @@ class ChannelConditional(SlicedHyperprior):
     exact_cls = ChannelExact
 
     def __init__(self, N: int, M: int, levels: int, slices: int, hidden: int,
-                 init_log_gain: Tensor | None = None, inference: bool = False, lrp: bool = False):
-        super().__init__(N, M, levels, slices, hidden, init_log_gain, inference)
+                 init_log_gain: Tensor | None = None, inference: bool = False, lrp: bool = False,
+                 hyper: tuple[int, ...] = ()):
+        super().__init__(N, M, levels, slices, hidden, init_log_gain, inference, hyper)
         # a float network that decoding runs too, so it is built for inference as well
         self.lrp = LatentResidual(M, slices, hidden) if lrp else None
 

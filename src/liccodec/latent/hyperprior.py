@@ -116,9 +116,13 @@ class GainedHyperprior(LatentCodec):
     """Hyper analysis/synthesis, factorized prior for z, gain units for y and z."""
 
     def __init__(self, N: int, M: int, levels: int, init_log_gain: Tensor | None = None,
-                 inference: bool = False):
+                 inference: bool = False, hyper: tuple[int, ...] = ()):
         super().__init__()
         self.N, self.M = N, M
+        # h_s's two hidden widths: (M, 3M/2) as in Minnen et al. unless given
+        self.hyper = tuple(hyper) or (M, M * 3 // 2)
+        if len(self.hyper) != 2:
+            raise ValueError(f"hyper: two hidden widths of h_s, not {list(hyper)}")
         self.h_a = nn.Sequential(
             conv(M, N, 3, 1), nn.LeakyReLU(inplace=True),
             conv(N, N, 5, 2), nn.LeakyReLU(inplace=True),
@@ -134,10 +138,11 @@ class GainedHyperprior(LatentCodec):
         from compressai.entropy_models import EntropyBottleneck
 
         # ReLU (not LeakyReLU) so that the exported integer network is a clip and a shift.
+        h1, h2 = self.hyper
         self.h_s = nn.Sequential(
-            deconv(N, M, 5, 2), nn.ReLU(inplace=True),
-            deconv(M, M * 3 // 2, 5, 2), nn.ReLU(inplace=True),
-            conv(M * 3 // 2, 2 * M, 3, 1),
+            deconv(N, h1, 5, 2), nn.ReLU(inplace=True),
+            deconv(h1, h2, 5, 2), nn.ReLU(inplace=True),
+            conv(h2, 2 * M, 3, 1),
         )
         self.entropy_bottleneck = EntropyBottleneck(N)
 
@@ -357,11 +362,11 @@ class SlicedHyperprior(GainedHyperprior):
     ``_build_training_parts``, where a subclass builds its slice networks."""
 
     def __init__(self, N: int, M: int, levels: int, slices: int, hidden: int,
-                 init_log_gain: Tensor | None = None, inference: bool = False):
+                 init_log_gain: Tensor | None = None, inference: bool = False, hyper: tuple[int, ...] = ()):
         if M % slices:
             raise ValueError(f"M={M} does not split into {slices} equal slices")
         self.slices, self.hidden = slices, hidden
-        super().__init__(N, M, levels, init_log_gain, inference)
+        super().__init__(N, M, levels, init_log_gain, inference, hyper)
 
 
 _SOFT_ROUNDING: ContextVar[Callable[[Tensor], Tensor] | None] = ContextVar("soft_rounding", default=None)

@@ -72,6 +72,9 @@ class MshConfig:
     # widths of g_s's three hidden layers; () = (N, N, N). A narrower synthesis decodes
     # faster and can be trained behind a frozen encoder and entropy model (charm.fast).
     synthesis: tuple[int, ...] = ()
+    # the hyper-synthesis h_s's two hidden widths (msh and charm); () = (M, 3M/2). Narrower ones
+    # keep the exact integer networks cheap when M grows (charm.m320: charm.mse's 192, 288)
+    hyper: tuple[int, ...] = ()
 
     @property
     def levels(self) -> int:
@@ -105,4 +108,4 @@ class MeanScaleHyperprior(LearnedCodec):
 
     @staticmethod
     def _latent(cfg: MshConfig, init_log_gain: Tensor, inference: bool) -> GainedHyperprior:
-        return GainedHyperprior(cfg.N, cfg.M, cfg.levels, init_log_gain, inference)
+        return GainedHyperprior(cfg.N, cfg.M, cfg.levels, init_log_gain, inference, cfg.hyper)

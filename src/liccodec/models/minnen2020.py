@@ -35,4 +35,4 @@ class ChannelConditionalCodec(MeanScaleHyperprior):
     @staticmethod
     def _latent(cfg: CharmConfig, init_log_gain: Tensor, inference: bool) -> ChannelConditional:
         return ChannelConditional(cfg.N, cfg.M, cfg.levels, cfg.slices, cfg.hidden, init_log_gain,
-                                  inference, cfg.lrp)
+                                  inference, cfg.lrp, cfg.hyper)
