@@ -1,0 +1,71 @@
+"""Do a grown latent's new channels come alive? (session 26, docs/training-history.md)
+
+charm.m320 (docs/charm.m320.toml) started its 128 new channels at zero: g_a's new outputs
+zero, so y's new channels were 0, cost nothing, and step 0 equalled charm.mse. After 7,000
+steps they still carried no bits at any level: at zero the rate term holds them (their
+scales start at the smallest), and g_s, which sees them rounded to 0, gets no gradient for
+them. This runs the same recipe for STEPS steps with the other start: g_a's new outputs
+keep their random initial weights, g_s reads the new channels through zero weights (so the
+picture is still charm.mse's at step 0), h_a too, and h_s's new scales start at SCALE. Then
+it prints the bits per pixel in the old and the new channels (EMA weights, float, Kodak 01,
+05, 14, 23) at four levels.
+
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python docs/grow_diagnostic.py 1500 1.0
+
+The same measurement of exported weights (charm.m320's export, for the zero start):
+
+    python docs/grow_diagnostic.py measure <charm.m320.safetensors beside its manifest.json>
+"""
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from liccodec.models.minnen2020 import ChannelConditionalCodec
+from liccodec.train.config import Recipe
+from liccodec.train.loop import Trainer
+
+M_OLD = 192   # charm.mse's channels; the rest are new
+
+
+def measure(net: torch.nn.Module) -> None:
+    net = net.eval()
+    M = net.cfg.M
+    images = [torch.from_numpy(np.array(Image.open(f"../shared/data/kodak/kodim{i:02d}.png").convert("RGB")))
+              .permute(2, 0, 1)[None].float() / 255 for i in (1, 5, 14, 23)]
+    px = sum(x.shape[2] * x.shape[3] for x in images)
+    for level in (0.0, 5.0, 7.0, 10.0):
+        old = new = err = 0.0
+        for x in images:
+            with torch.no_grad():
+                out = net(x, torch.tensor([level]))
+            bits = -torch.log2(out.likelihoods["y"])
+            old += bits[:, :M_OLD].sum().item()
+            new += bits[:, M_OLD:].sum().item()
+            err += ((out.x_hat.clamp(0, 1) - x) ** 2).mean().item() / len(images)
+        print(f"level {level:g}: y bits/px in channels 0-{M_OLD - 1} {old / px:.4f}, in {M_OLD}-{M - 1} {new / px:.4f} "
+              f"({100 * new / (old + new):.1f}%), PSNR {10 * np.log10(1 / err):.2f} dB (mean MSE)")
+
+
+def train_live(steps: int, scale: float) -> torch.nn.Module:
+    raw = Recipe.load("docs/charm.m320.toml").to_dict()
+    raw["train"].update(out="../runs/s26/grow-live", steps=steps, warmup=100, decay_start=steps, val_every=0)
+    # the live start: every layer grows by the default rule but h_s's output (new scales and means at zero)
+    ChannelConditionalCodec.grow_rules = lambda self: {"latent.h_s.4": {"new_outputs": "zero", "chunks": 2}}
+    trainer = Trainer(Recipe.from_dict(raw))
+    M = trainer.model.cfg.M
+    with torch.no_grad():
+        for net in (trainer.model, trainer.ema):
+            net.latent.h_s[4].bias[M_OLD:M] = scale   # the new channels' scales (the first M outputs)
+    trainer.run(progress=False)
+    return trainer.ema
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "measure":
+        from liccodec.train.distill import load_teacher
+
+        measure(load_teacher(sys.argv[2])[0])
+    else:
+        measure(train_live(int(sys.argv[1]), float(sys.argv[2])))
