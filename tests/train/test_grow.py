@@ -51,3 +51,28 @@ def test_a_grown_latent_starts_as_its_source(tiny_builder, tmp_path, arch):
     out = grown(x, torch.tensor([2.0]))
     ((out.x_hat - x) ** 2).mean().backward()
     assert grown.g_a[6].weight.grad[M:].abs().sum() > 0
+
+
+def test_a_grown_synthesis_starts_as_its_source(tiny_builder, tmp_path):
+    """Wider hidden layers of g_s (its deconvolutions and inverse GDNs) draw the same picture
+    at step 0, and the gradient reaches the new channels' outgoing weights."""
+    from liccodec.train.export import export_module
+    from liccodec.train.warmstart import warm_start
+
+    build_tiny, cfgs = tiny_builder
+    cfg = cfgs["charm"]
+    path = export_module(build_tiny(arch="charm"), "charm", cfg, "charm.tiny", tmp_path)
+    source = get_arch("charm").build(**cfg)
+    warm_start(source, path)
+    N = cfg["N"]
+    grown = get_arch("charm").build(**{**cfg, "synthesis": [N + 4, N + 4, N + 4]})
+    warm_start(grown, path, grow_layers=True)
+    x = _image(64, 64)
+    with torch.no_grad():
+        a, b = source.eval()(x, torch.tensor([1.0])), grown.eval()(x, torch.tensor([1.0]))
+    torch.testing.assert_close(b.x_hat, a.x_hat, rtol=0, atol=1e-6)
+    assert torch.equal(b.likelihoods["y"], a.likelihoods["y"])
+    grown.train()
+    out = grown(x, torch.tensor([1.0]))
+    ((out.x_hat - x) ** 2).mean().backward()
+    assert grown.g_s[6].weight.grad[N:].abs().sum() > 0
