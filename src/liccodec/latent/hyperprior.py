@@ -183,7 +183,7 @@ class GainedHyperprior(LatentCodec):
 
     def grow_rules(self) -> dict[str, dict[str, object]]:
         # more channels of y: h_a reads the new ones (zero at step 0) with its initial weights;
-        # h_s's output is (scales, means), and the new channels' start at zero (scale clamped
+        # h_s's output is (scales, means), and the new channels' start at zero (the scale clamped
         # to SCALE_MIN, mean 0: a zero latent costs almost nothing)
         return {"h_a.0": {"new_inputs": "init"}, "h_s.4": {"new_outputs": "zero", "chunks": 2}}
 
