@@ -49,3 +49,38 @@ def test_the_trainer_weighs_each_latents_bits(data_dir, tmp_path):  # noqa: F811
     assert m_half["loss"] == pytest.approx(m_plain["loss"] - 0.5 * m_half["bpp_y_hf"], rel=1e-5)
     with pytest.raises(ValueError, match="latents are"):
         run("typo", y_low=[[0, 2.0]])
+
+
+def test_a_key_may_name_a_channel_range():
+    from liccodec.train.config import rate_key
+
+    assert rate_key("y") == ("y", None, None)
+    assert rate_key("y[192:]") == ("y", 192, None)
+    assert rate_key("y_hf[:8]") == ("y_hf", 0, 8)
+    for bad in ("y[]", "y[:]", "y[5:5]", "y[a:]", "y 1", "y[3]"):
+        with pytest.raises(ValueError, match="latent_rate_weights"):
+            rate_key(bad)
+    with pytest.raises(ValueError, match="latent_rate_weights"):
+        TrainConfig(latent_rate_weights={"y[:]": [[0, 1.0]]})
+
+
+def test_a_channel_range_weighs_those_channels_alone(data_dir, tmp_path):  # noqa: F811
+    from liccodec.train.loop import Trainer
+
+    def run(name, **weights):
+        recipe = _recipe(data_dir, tmp_path / name, **weights).to_dict()
+        recipe["model"] = {"arch": "charm", "N": 8, "M": 12, "lambdas": [0.01, 0.05], "slices": 3, "hidden": 8}
+        t = Trainer(Recipe.from_dict(recipe), "cpu")
+        torch.manual_seed(0)
+        return t.step()
+
+    plain = run("plain")
+    ones = run("ones", **{"y[4:]": [[0, 1.0]]})
+    assert ones["loss"] == pytest.approx(plain["loss"], rel=1e-6) and ones["bpp"] == plain["bpp"]
+    part = run("part", **{"y[4:]": [[0, 0.25]]})
+    assert part["bpp"] == plain["bpp"] and 0 < part["bpp_y[4:]"] < part["bpp"]
+    assert part["loss"] == pytest.approx(plain["loss"] - 0.75 * part["bpp_y[4:]"], rel=1e-5)
+    # a range overrides its latent's own weight on those channels
+    both = run("both", y=[[0, 0.5]], **{"y[4:]": [[0, 0.25]]})
+    assert both["loss"] == pytest.approx(plain["loss"] - 0.5 * (both["bpp_y"] - both["bpp_y[4:]"])
+                                         - 0.75 * both["bpp_y[4:]"], rel=1e-5)

@@ -6,6 +6,7 @@ and a ``[train]`` table (the fields of :class:`TrainConfig`).
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,10 @@ class TrainConfig:
     # schedule [[step, weight], ...]: the weight from that step on, 1 before the first entry and
     # for every latent not named. E.g. weconv3d's "y_lf" and "y_hf" (its low and high wavelet
     # bands): 3DM-WeConvene's two-step LF/HF rate training (docs/models/weconv3d.md). The
-    # logged bpp stays the real one; bpp_<name> logs each named latent's.
+    # logged bpp stays the real one; bpp_<name> logs each named latent's. A name may end in a
+    # channel range, "y[192:]" or "y[0:64]": that weight is for those channels of the latent
+    # alone (over the latent's own weight), e.g. to let a grown latent's new channels start
+    # almost free of the rate term (docs/charm.hi320.toml).
     latent_rate_weights: dict[str, list[list[float]]] = field(default_factory=dict)
     # knowledge distillation (liccodec.train.distill; docs/training.md, "Distillation"): shipped
     # weights (.safetensors, read as ``init`` reads them, bases included) that run frozen, in
@@ -132,6 +136,7 @@ class TrainConfig:
         if self.bpp_weight < 0 or min(self.distill_y, self.distill_x, self.distill_entropy) < 0:
             raise ValueError("bpp_weight and the distill weights must be >= 0")
         for name, schedule in self.latent_rate_weights.items():
+            rate_key(name)
             steps = [e[0] for e in schedule] if all(isinstance(e, list) and len(e) == 2 for e in schedule) else None
             if not schedule or steps is None or steps != sorted(steps) or any(w < 0 for _, w in schedule):
                 raise ValueError(f"latent_rate_weights.{name} must be [[step, weight], ...] with ascending "
@@ -164,6 +169,7 @@ class TrainConfig:
         """The weight of each named latent's rate at ``step`` (``latent_rate_weights``)."""
         out = {}
         for name, schedule in self.latent_rate_weights.items():
+            rate_key(name)
             out[name] = 1.0
             for start, w in schedule:
                 if step >= start:
@@ -193,6 +199,25 @@ class TrainConfig:
         span = max(self.steps - self.decay_start, 1)
         t = min((step - self.decay_start) / span, 1.0)
         return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * t))
+
+
+_RATE_KEY = re.compile(r"^(\w+)(?:\[(\d*):(\d*)\])?$")
+
+
+def rate_key(key: str) -> tuple[str, int | None, int | None]:
+    """A ``latent_rate_weights`` key: (latent name, first channel, end channel), the two
+    None for the whole latent ("y"); "y[192:]" gives ("y", 192, None)."""
+    m = _RATE_KEY.match(key)
+    if m is None or (m.group(2) is not None and m.group(2) == m.group(3) == ""):
+        raise ValueError(f"latent_rate_weights: {key!r} is not a latent's name, optionally with a channel "
+                         f"range such as y[192:]")
+    if m.group(2) is None:
+        return m.group(1), None, None
+    start = int(m.group(2) or 0)
+    stop = int(m.group(3)) if m.group(3) else None
+    if stop is not None and stop <= start:
+        raise ValueError(f"latent_rate_weights: {key!r} names no channel")
+    return m.group(1), start, stop
 
 
 @dataclass

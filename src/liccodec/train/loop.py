@@ -30,6 +30,37 @@ def latent_bits(likelihoods: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: (-torch.log2(lik.float())).flatten(1).sum(1) for k, lik in likelihoods.items()}
 
 
+def weighted_rate(likelihoods: dict[str, Tensor], weights: dict[str, float]) -> tuple[Tensor, dict[str, float]]:
+    """Per-image bits with ``latent_rate_weights``' weights (keys: a latent's name, or a name
+    with a channel range, which overrides the whole latent's weight on those channels), and
+    the mean bits of each key's part, for the log."""
+    from liccodec.train.config import rate_key
+
+    parts = {key: rate_key(key) for key in weights}
+    unknown = sorted({name for name, _, _ in parts.values()} - set(likelihoods))
+    if unknown:
+        raise ValueError(f"latent_rate_weights names {unknown}, but this model's latents are {sorted(likelihoods)}")
+    total, logged = 0, {}
+    for name, lik in likelihoods.items():
+        whole = weights.get(name, 1.0)
+        ranges = [(key, a, b) for key, (n, a, b) in parts.items() if n == name and a is not None]
+        if not ranges:
+            bits = (-torch.log2(lik.float())).flatten(1).sum(1)
+            total = total + whole * bits
+            if name in weights:
+                logged[name] = bits.mean().item()
+            continue
+        per_channel = (-torch.log2(lik.float())).flatten(2).sum(2)  # (B, C)
+        w = torch.full((per_channel.shape[1],), float(whole), device=per_channel.device)
+        for key, a, b in ranges:
+            w[a:b] = weights[key]
+            logged[key] = per_channel[:, a:b].sum(1).mean().item()
+        if name in weights:
+            logged[name] = per_channel.sum(1).mean().item()
+        total = total + (per_channel * w).sum(1)
+    return total, logged
+
+
 def rd_terms(model: nn.Module, x: Tensor, level: Tensor, captions: list[str] | None = None):
     """Per-image (bpp, mse) of one forward pass, both fp32 (``captions``: one per image, for a
     model conditioned on them)."""
@@ -238,14 +269,10 @@ class Trainer:
         rate = bpp
         weights = cfg.latent_rate_weights_at(self.state.step)
         if weights:
-            unknown = sorted(set(weights) - set(out.likelihoods))
-            if unknown:
-                raise ValueError(f"latent_rate_weights names {unknown}, but this model's latents are "
-                                 f"{sorted(out.likelihoods)}")
+            rate, logged = weighted_rate(out.likelihoods, weights)
             n_pix = x.shape[2] * x.shape[3]
-            bits = latent_bits(out.likelihoods)
-            rate = sum(weights.get(k, 1.0) * b for k, b in bits.items()) / n_pix
-            extra.update({f"bpp_{k}": bits[k].mean().item() / n_pix for k in weights})
+            rate = rate / n_pix
+            extra.update({f"bpp_{k}": v / n_pix for k, v in logged.items()})
         reg = model.regularizer(out)
         if reg is not None:
             dist = dist + reg.float()
