@@ -151,6 +151,20 @@ def test_narrow_synthesis_trains_alone_behind_a_frozen_encoder(data_dir, tmp_pat
     assert not torch.equal(student["g_s.0.weight"], teacher["g_s.0.weight"])  # loaded, then trained
 
 
+def test_a_frozen_z_prior_with_a_training_h_a_is_warned_of(data_dir, tmp_path, capsys):
+    """Frozen, the z prior rounds z, so z's bits pass no gradient: h_a trained behind it
+    drifts (session 27's charm.ga192 spent 9x the bits on z at quality 1)."""
+    r = recipe(data_dir, tmp_path / "z", 1)
+    r.train.freeze = ["g_s.", "latent.entropy_bottleneck.", "latent.h_s."]
+    Trainer(r, "cpu")
+    assert "h_a will not see what z costs" in capsys.readouterr().err
+    r.train.freeze = ["g_s.", "latent.entropy_bottleneck.", "latent.h_s.", "latent.h_a."]
+    Trainer(r, "cpu")
+    r.train.freeze = ["g_s."]
+    Trainer(r, "cpu")
+    assert "h_a will not see" not in capsys.readouterr().err
+
+
 def test_override_parses_toml_values(data_dir, tmp_path):
     r = recipe(data_dir, tmp_path / "o", 3)
     r.train.override(["decay_start=12", "lr=2e-4", 'init="a/b.safetensors"', "amp=none"])
