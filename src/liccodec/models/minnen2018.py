@@ -57,7 +57,8 @@ def add_stage_blocks(model: nn.Module, make: Callable[[int, int], list[tuple[str
     (config options, named in errors), each sized to the channels that stage ends with."""
     cfg = model.cfg
     s1, s2, s3 = cfg.synthesis or (cfg.N, cfg.N, cfg.N)
-    ga_widths, gs_widths = {2: cfg.N, 4: cfg.N, 8: cfg.N}, {8: s1, 4: s2, 2: s3}
+    a1, a2, a3 = cfg.analysis or (cfg.N, cfg.N, cfg.N)
+    ga_widths, gs_widths = {2: a1, 4: a2, 8: a3}, {8: s1, 4: s2, 2: s3}
     # reassigning keeps g_a and g_s in their registration slots (state-dict order)
     model.g_a = with_stage_blocks(model.g_a, {s: GA_STAGE_END[s] for s in ga_widths}, ga_at,
                                   lambda s: make(s, ga_widths[s]), ga_option)
@@ -69,6 +70,9 @@ class MshConfig:
     N: int = 128
     M: int = 192
     lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
+    # widths of g_a's three hidden layers; () = (N, N, N). A wider analysis costs the encoder
+    # alone: files decode with the same synthesis and entropy model (charm.ga192)
+    analysis: tuple[int, ...] = ()
     # widths of g_s's three hidden layers; () = (N, N, N). A narrower synthesis decodes
     # faster and can be trained behind a frozen encoder and entropy model (charm.fast).
     synthesis: tuple[int, ...] = ()
@@ -88,8 +92,9 @@ class MeanScaleHyperprior(LearnedCodec):
 
     def __init__(self, cfg: MshConfig, inference: bool = False):
         N, M = cfg.N, cfg.M
+        a1, a2, a3 = cfg.analysis or (N, N, N)
         g_a = nn.Sequential(
-            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M),
+            conv(3, a1), GDN(a1), conv(a1, a2), GDN(a2), conv(a2, a3), GDN(a3), conv(a3, M),
         )
         s1, s2, s3 = cfg.synthesis or (N, N, N)
         g_s = nn.Sequential(
