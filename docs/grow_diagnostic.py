@@ -12,11 +12,21 @@ it prints the bits per pixel in the old and the new channels (EMA weights, float
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python docs/grow_diagnostic.py 1500 1.0
 
-The same measurement of exported weights (charm.m320's export, for the zero start):
+A third argument runs another recipe's grown model the same way, its own [train] table
+otherwise (session 27: docs/charm.hi320.toml, whose latent_rate_weights make the new
+channels' bits free for the first 600 steps):
+
+    python docs/grow_diagnostic.py 1000 1.0 docs/charm.hi320.toml
+
+The same measurement of exported weights (charm.m320's export, for the zero start), or of a
+training checkpoint's EMA weights (session 27's probe of docs/charm.hi320.toml; a model
+without charm.m320's 11 levels is measured at its first, middle and last level):
 
     python docs/grow_diagnostic.py measure <charm.m320.safetensors beside its manifest.json>
+    python docs/grow_diagnostic.py measure ../runs/s27/hi320-probe/last.pt
 """
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,7 +45,8 @@ def measure(net: torch.nn.Module) -> None:
     images = [torch.from_numpy(np.array(Image.open(f"../shared/data/kodak/kodim{i:02d}.png").convert("RGB")))
               .permute(2, 0, 1)[None].float() / 255 for i in (1, 5, 14, 23)]
     px = sum(x.shape[2] * x.shape[3] for x in images)
-    for level in (0.0, 5.0, 7.0, 10.0):
+    top = len(net.cfg.lambdas) - 1
+    for level in (0.0, 5.0, 7.0, 10.0) if top == 10 else (0.0, top / 2, float(top)):
         old = new = err = 0.0
         for x in images:
             with torch.no_grad():
@@ -48,9 +59,10 @@ def measure(net: torch.nn.Module) -> None:
               f"({100 * new / (old + new):.1f}%), PSNR {10 * np.log10(1 / err):.2f} dB (mean MSE)")
 
 
-def train_live(steps: int, scale: float) -> torch.nn.Module:
-    raw = Recipe.load("docs/charm.m320.toml").to_dict()
-    raw["train"].update(out="../runs/s26/grow-live", steps=steps, warmup=100, decay_start=steps, val_every=0)
+def train_live(steps: int, scale: float, recipe: str = "docs/charm.m320.toml") -> torch.nn.Module:
+    raw = Recipe.load(recipe).to_dict()
+    out = "../runs/s26/grow-live" if recipe == "docs/charm.m320.toml" else f"../runs/grow-live-{Path(recipe).stem}"
+    raw["train"].update(out=out, steps=steps, warmup=100, decay_start=steps, val_every=0)
     # the live start: every layer grows by the default rule but h_s's output (new scales and means at zero)
     ChannelConditionalCodec.grow_rules = lambda self: {"latent.h_s.4": {"new_outputs": "zero", "chunks": 2}}
     trainer = Trainer(Recipe.from_dict(raw))
@@ -63,9 +75,13 @@ def train_live(steps: int, scale: float) -> torch.nn.Module:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "measure":
+    if sys.argv[1] == "measure" and sys.argv[2].endswith(".pt"):
+        from liccodec.train.export import model_from_checkpoint
+
+        measure(model_from_checkpoint(sys.argv[2])[0])
+    elif sys.argv[1] == "measure":
         from liccodec.train.distill import load_teacher
 
         measure(load_teacher(sys.argv[2])[0])
     else:
-        measure(train_live(int(sys.argv[1]), float(sys.argv[2])))
+        measure(train_live(int(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:4]))
