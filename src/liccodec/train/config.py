@@ -91,7 +91,7 @@ class TrainConfig:
     # logged bpp stays the real one; bpp_<name> logs each named latent's. A name may end in a
     # channel range, "y[192:]" or "y[0:64]": that weight is for those channels of the latent
     # alone (over the latent's own weight), e.g. to let a grown latent's new channels start
-    # almost free of the rate term (docs/charm.hi320.toml).
+    # free of the rate term (docs/charm.hi320.toml).
     latent_rate_weights: dict[str, list[list[float]]] = field(default_factory=dict)
     # knowledge distillation (liccodec.train.distill; docs/training.md, "Distillation"): shipped
     # weights (.safetensors, read as ``init`` reads them, bases included) that run frozen, in
@@ -169,7 +169,6 @@ class TrainConfig:
         """The weight of each named latent's rate at ``step`` (``latent_rate_weights``)."""
         out = {}
         for name, schedule in self.latent_rate_weights.items():
-            rate_key(name)
             out[name] = 1.0
             for start, w in schedule:
                 if step >= start:
