@@ -203,7 +203,9 @@ class GainedHyperprior(LatentCodec):
             med = self.z_medians()
             soft = _SOFT_ROUNDING.get()
             if soft is None:
-                _, z_lik = self.entropy_bottleneck(z_g)
+                # the likelihood follows this codec's mode, not the prior module's: a prior
+                # frozen in training (eval mode) still prices z with noise, so h_a sees z's bits
+                _, z_lik = self.entropy_bottleneck(z_g, training=self.training)
                 z_hat = (ste_round(z_g - med) + med) * ihg
             else:
                 z_t = soft(z_g - med) + med

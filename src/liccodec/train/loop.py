@@ -61,14 +61,6 @@ def weighted_rate(likelihoods: dict[str, Tensor], weights: dict[str, float]) -> 
     return total, logged
 
 
-def _z_rate_unseen(model: nn.Module, frozen: tuple[str, ...]) -> bool:
-    """Whether ``freeze`` holds the z prior (``latent.entropy_bottleneck``) but not h_a."""
-    names = [n for n, _ in model.named_parameters()]
-    prior = [n for n in names if n.startswith("latent.entropy_bottleneck.")]
-    h_a = [n for n in names if n.startswith("latent.h_a.")]
-    return bool(prior and h_a) and all(n.startswith(frozen) for n in prior) and not all(n.startswith(frozen) for n in h_a)
-
-
 def rd_terms(model: nn.Module, x: Tensor, level: Tensor, captions: list[str] | None = None):
     """Per-image (bpp, mse) of one forward pass, both fp32 (``captions``: one per image, for a
     model conditioned on them)."""
@@ -157,10 +149,6 @@ class Trainer:
         # held in eval mode on every step (no training noise, running statistics untouched)
         self.frozen_modules = [m for n, m in self.model.named_modules()
                                if n and n.startswith(tuple(f.rstrip(".") for f in frozen))]
-        if frozen and _z_rate_unseen(self.model, frozen):
-            # session 27's charm.ga192: h_a drifted, and quality 1 spent 9x the bits on z
-            print("warning: the z prior is frozen (eval mode: z is rounded, so its bits pass no gradient) "
-                  "while h_a trains; h_a will not see what z costs. Freeze latent.h_a. too.", file=sys.stderr)
         groups = [{"params": main, "lr_scale": 1.0}]
         if self.cfg.fresh_lr_scale != 1.0:
             fresh_ids = {id(p) for n, p in self.model.named_parameters() if n in set(fresh)}
