@@ -4,9 +4,10 @@ charm.m320 (docs/charm.m320.toml) started its 128 new channels at zero: g_a's ne
 zero, so y's new channels were 0, cost nothing, and step 0 equalled charm.mse. After 7,000
 steps they still carried no bits at any level: at zero the rate term holds them (their
 scales start at the smallest), and g_s, which sees them rounded to 0, gets no gradient for
-them. This runs the same recipe for STEPS steps with the other start: g_a's new outputs
-keep their random initial weights, g_s reads the new channels through zero weights (so the
-picture is still charm.mse's at step 0), h_a too, and h_s's new scales start at SCALE. Then
+them. This runs the same recipe for STEPS steps with the other start, the live one (the recipe
+field grow_live = SCALE): g_a's new outputs keep their random initial weights, g_s reads the
+new channels through zero weights (so the picture is still charm.mse's at step 0), h_a too,
+and h_s's new scales start at SCALE. Then
 it prints the bits per pixel in the old and the new channels (EMA weights, float, Kodak 01,
 05, 14, 23) at four levels.
 
@@ -32,7 +33,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from liccodec.models.minnen2020 import ChannelConditionalCodec
 from liccodec.train.config import Recipe
 from liccodec.train.loop import Trainer
 
@@ -62,14 +62,9 @@ def measure(net: torch.nn.Module) -> None:
 def train_live(steps: int, scale: float, recipe: str = "docs/charm.m320.toml") -> torch.nn.Module:
     raw = Recipe.load(recipe).to_dict()
     out = "../runs/s26/grow-live" if recipe == "docs/charm.m320.toml" else f"../runs/grow-live-{Path(recipe).stem}"
-    raw["train"].update(out=out, steps=steps, warmup=100, decay_start=steps, val_every=0)
-    # the live start: every layer grows by the default rule but h_s's output (new scales and means at zero)
-    ChannelConditionalCodec.grow_rules = lambda self: {"latent.h_s.4": {"new_outputs": "zero", "chunks": 2}}
+    # the live start (TrainConfig.grow_live; session 27 set it up here by hand, the same way)
+    raw["train"].update(out=out, steps=steps, warmup=100, decay_start=steps, val_every=0, grow_live=scale)
     trainer = Trainer(Recipe.from_dict(raw))
-    M = trainer.model.cfg.M
-    with torch.no_grad():
-        for net in (trainer.model, trainer.ema):
-            net.latent.h_s[4].bias[M_OLD:M] = scale   # the new channels' scales (the first M outputs)
     trainer.run(progress=False)
     return trainer.ema
 

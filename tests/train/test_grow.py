@@ -14,8 +14,8 @@ def _image(h: int, w: int) -> torch.Tensor:
     return (0.6 * base + 0.4 * torch.rand(3, h, w, generator=g)).unsqueeze(0)
 
 
-@pytest.mark.parametrize("arch", ["msh", "charm"])
-def test_a_grown_latent_starts_as_its_source(tiny_builder, tmp_path, arch):
+def _source_and_wider(tiny_builder, tmp_path, arch):
+    """A tiny exported model, loaded, and a config with 5/3 its latent channels (and slices)."""
     from liccodec.train.export import export_module
     from liccodec.train.warmstart import warm_start
 
@@ -28,6 +28,15 @@ def test_a_grown_latent_starts_as_its_source(tiny_builder, tmp_path, arch):
     wider = {**cfg, "M": cfg["M"] * 5 // 3, "lambdas": [*cfg["lambdas"], 0.3], "hyper": [cfg["M"], cfg["M"] * 3 // 2]}
     if arch == "charm":
         wider["slices"] = cfg["slices"] * 5 // 3   # the same channels per slice
+    return path, source, wider
+
+
+@pytest.mark.parametrize("arch", ["msh", "charm"])
+def test_a_grown_latent_starts_as_its_source(tiny_builder, tmp_path, arch):
+    from liccodec.train.warmstart import warm_start
+
+    path, source, wider = _source_and_wider(tiny_builder, tmp_path, arch)
+    cfg = tiny_builder[1][arch]
     grown = get_arch(arch).build(**wider)
     with pytest.raises(ValueError, match="does not fit"):
         warm_start(grown, path)
@@ -51,6 +60,28 @@ def test_a_grown_latent_starts_as_its_source(tiny_builder, tmp_path, arch):
     out = grown(x, torch.tensor([2.0]))
     ((out.x_hat - x) ** 2).mean().backward()
     assert grown.g_a[6].weight.grad[M:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", ["msh", "charm"])
+def test_a_live_start_draws_as_its_source_with_new_channels_that_carry_values(tiny_builder, tmp_path, arch):
+    from liccodec.train.warmstart import warm_start
+
+    path, source, wider = _source_and_wider(tiny_builder, tmp_path, arch)
+    M = tiny_builder[1][arch]["M"]
+    grown = get_arch(arch).build(**wider)
+    warm_start(grown, path, grow_layers=True, live=1.5)
+    M2 = wider["M"]
+    assert torch.equal(grown.latent.h_s[4].bias[M:M2], torch.full((M2 - M,), 1.5))   # new scales
+    assert not grown.latent.h_s[4].bias[M2 + M:].any()                              # new means
+    x = _image(64, 64)
+    with torch.no_grad():
+        a, b = source.eval()(x, torch.tensor([1.0])), grown.eval()(x, torch.tensor([1.0]))
+    torch.testing.assert_close(b.x_hat, a.x_hat, rtol=0, atol=1e-6)
+    assert torch.equal(b.likelihoods["z"], a.likelihoods["z"])
+    # y's new channels carry values (g_a's new outputs kept their random start), priced by
+    # their new scales: not the zero start's certain zeros
+    assert b.y[:, M:].abs().min() > 0
+    assert b.likelihoods["y"][:, M:].max() < 0.999
 
 
 @pytest.mark.parametrize("field, layer", [("synthesis", "g_s.6"), ("analysis", "g_a.2")])

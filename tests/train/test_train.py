@@ -37,10 +37,17 @@ def test_loss_falls(data_dir, tmp_path):
 
 
 def test_resume_is_exact(data_dir, tmp_path):
-    a = Trainer(recipe(data_dir, tmp_path / "a", 16), "cpu")
+    ra = recipe(data_dir, tmp_path / "a", 16)
+    ra.train.keep_steps = [7]
+    a = Trainer(ra, "cpu")
     a.run(progress=False)
     b = Trainer(recipe(data_dir, tmp_path / "b", 7), "cpu")
     b.run(progress=False)
+    # the copy kept at step 7 of the longer run is the 7-step run's checkpoint
+    kept, short = (torch.load(tmp_path / d / f, weights_only=False) for d, f in (("a", "step-7.pt"), ("b", "last.pt")))
+    assert kept["state"]["step"] == 7
+    for k, v in short["model"].items():
+        assert torch.equal(kept["model"][k], v), k
     b2 = Trainer(recipe(data_dir, tmp_path / "b", 16), "cpu")
     b2.load(tmp_path / "b" / "last.pt")
     b2.run(progress=False)

@@ -105,7 +105,7 @@ class LatentCodec(nn.Module):
         another lambda set interpolates their rows (``liccodec.train.warmstart``)."""
         return ()
 
-    def grow_rules(self) -> dict[str, dict[str, object]]:
+    def grow_rules(self, live: float = 0.0) -> dict[str, dict[str, object]]:
         """Layers that a warm start grows other than by the default rule, by name within the
         latent codec (``LearnedCodec.grow_rules``)."""
         return {}

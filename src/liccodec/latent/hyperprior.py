@@ -181,10 +181,14 @@ class GainedHyperprior(LatentCodec):
         eb = self.entropy_bottleneck
         eb.quantiles.copy_(prior_quantiles(eb).to(eb.quantiles))
 
-    def grow_rules(self) -> dict[str, dict[str, object]]:
-        # more channels of y: h_a reads the new ones (zero at step 0) with its initial weights;
-        # h_s's output is (scales, means), and the new channels' start at zero (the scale clamped
-        # to SCALE_MIN, mean 0: a zero latent costs almost nothing)
+    def grow_rules(self, live: float = 0.0) -> dict[str, dict[str, object]]:
+        # more channels of y: h_s's output is (scales, means), and the new channels' start at
+        # zero (the scale clamped to SCALE_MIN, mean 0: a zero latent costs almost nothing).
+        # h_a reads the new ones (zero at step 0) with its initial weights. A live start's new
+        # channels are not zero: h_a reads them through zero weights (the default rule), and
+        # their scales start at ``live``
+        if live:
+            return {"h_s.4": {"new_outputs": "zero", "chunks": 2, "new_bias": (live, 0.0)}}
         return {"h_a.0": {"new_inputs": "init"}, "h_s.4": {"new_outputs": "zero", "chunks": 2}}
 
     def level_tables(self) -> tuple[str, ...]:

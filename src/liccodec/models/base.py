@@ -156,14 +156,16 @@ class LearnedCodec(nn.Module):
         return self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).float().clamp_(0, 1)
 
     # ---- shipped weights ---------------------------------------------------------------
-    def grow_rules(self) -> dict[str, dict[str, object]]:
+    def grow_rules(self, live: float = 0.0) -> dict[str, dict[str, object]]:
         """How a warm start grows layers that this config made wider than the source's
         (``liccodec.train.warmstart.grow``), by layer name: ``new_outputs="zero"`` starts the
         new output channels at zero, ``new_inputs="init"`` keeps the weights from new inputs
         that are zero at step 0 (so that gradients reach them), ``chunks=k`` grows k equal
-        parts of the outputs separately. Other layers follow the default: new inputs never
-        reach old outputs, new outputs start as initialised."""
-        return {f"latent.{k}": v for k, v in self.latent.grow_rules().items()}
+        parts of the outputs separately, ``new_bias`` sets the new outputs' bias per chunk.
+        Other layers follow the default: new inputs never reach old outputs, new outputs start
+        as initialised. ``live`` > 0: new latent channels start live, their scales at that raw
+        value (``TrainConfig.grow_live``)."""
+        return {f"latent.{k}": v for k, v in self.latent.grow_rules(live).items()}
 
     def level_tables(self) -> tuple[str, ...]:
         """State names with one row per trained level (remapped by a warm start)."""

@@ -106,9 +106,13 @@ class MeanScaleHyperprior(LearnedCodec):
         init = 0.5 * torch.log(lam / lam[len(lam) // 2])
         super().__init__(cfg, g_a, g_s, self._latent(cfg, init, inference))
 
-    def grow_rules(self) -> dict[str, dict[str, object]]:
+    def grow_rules(self, live: float = 0.0) -> dict[str, dict[str, object]]:
         # more latent channels M: g_a's new outputs start at zero, so y's new channels are 0
-        # and g_s (which reads them with its initial weights) draws what the source drew
+        # and g_s (which reads them with its initial weights) draws what the source drew. A
+        # live start keeps g_a's new outputs random and g_s reads them through zero weights
+        # (the default rule), so the picture is the source's all the same
+        if live:
+            return super().grow_rules(live)
         return {**super().grow_rules(), "g_a.6": {"new_outputs": "zero"}, "g_s.0": {"new_inputs": "init"}}
 
     @staticmethod

@@ -35,6 +35,12 @@ class TrainConfig:
     # latent channels M): the new channels start so that step 0 computes what ``init`` did
     # (liccodec.train.warmstart.grow)
     grow: bool = False
+    # with ``grow``, > 0 starts grown latent channels live instead: g_a's new outputs keep their
+    # random initial weights, so y's new channels carry values from step 0, and h_s's new scales
+    # start at this raw output; g_s and h_a read them through zero weights, so step 0 still draws
+    # what ``init`` drew. 0 is the zero start, whose new channels never came alive
+    # (docs/training-history.md, sessions 26-27)
+    grow_live: float = 0.0
     # learning-rate factor for the parameters ``init`` does not provide (new, zero-initialised
     # blocks of an extended architecture), so they catch up with the warm-started ones
     fresh_lr_scale: float = 1.0
@@ -58,6 +64,9 @@ class TrainConfig:
     ema: float = 0.999
     amp: str = "auto"                     # "auto" (bf16 where native), "bf16" or "none"
     ckpt_every_s: float = 300.0
+    # steps at which a copy of the checkpoint is kept as step-<N>.pt beside last.pt, e.g. to
+    # measure a run at the step count of an earlier one
+    keep_steps: list[int] = field(default_factory=list)
     log_every: int = 50
     val_every: int = 2000
     val_levels: list[float] = field(default_factory=lambda: [1.0, 4.0])
@@ -141,6 +150,8 @@ class TrainConfig:
             if not schedule or steps is None or steps != sorted(steps) or any(w < 0 for _, w in schedule):
                 raise ValueError(f"latent_rate_weights.{name} must be [[step, weight], ...] with ascending "
                                  f"steps and weights >= 0, got {schedule!r}")
+        if self.grow_live < 0 or (self.grow_live and not self.grow):
+            raise ValueError("grow_live must be >= 0, and > 0 only with grow = true")
         if self.distilling and not self.teacher:
             raise ValueError("distill_y, distill_x and distill_entropy need a teacher (teacher = \"<weights>.safetensors\")")
 

@@ -127,7 +127,7 @@ class Trainer:
         if self.cfg.init:
             from liccodec.train.warmstart import warm_start
 
-            fresh = warm_start(self.model, self.cfg.init, tuple(self.cfg.reinit), self.cfg.grow)
+            fresh = warm_start(self.model, self.cfg.init, tuple(self.cfg.reinit), self.cfg.grow, self.cfg.grow_live)
             print(f"warm start from {self.cfg.init}; freshly initialised: "
                   f"{sorted({k.rsplit('.', 1)[0] for k in fresh})}", file=sys.stderr)
         self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
@@ -396,6 +396,8 @@ class Trainer:
                     vlog.write(json.dumps(v) + "\n")
                     vlog.flush()
                     bar.write(f"val step {s}: {json.dumps(v)}")
+                if s in cfg.keep_steps:
+                    self.save(f"step-{s}.pt")
                 if time.time() - last_ckpt > cfg.ckpt_every_s:
                     self.save()
                     last_ckpt = time.time()

@@ -60,12 +60,13 @@ def remap_levels(table: Tensor, src: list[float], dst: list[float]) -> Tensor:
 
 @torch.no_grad()
 def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = (),
-               grow_layers: bool = False) -> list[str]:
+               grow_layers: bool = False, live: float = 0.0) -> list[str]:
     """Load shipped weights into a training model; returns the state names left as they were
     initialised (the z prior's table buffers always: training does not use them). Tensors
     whose names start with a ``reinit`` prefix and whose shapes differ stay fresh; with
     ``grow_layers``, a tensor smaller than the model's grows into it (:func:`grow`); any
-    other shape mismatch is an error."""
+    other shape mismatch is an error; ``live`` > 0 grows new latent channels live
+    (``TrainConfig.grow_live``, the models' ``grow_rules``)."""
     weights = Path(weights)
     tensors = _shipped_tensors(weights)
     src, dst = source_lambdas(weights), list(model.cfg.lambdas)
@@ -81,7 +82,7 @@ def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = 
         new[k] = v
     for name, net in model.latent.integer_nets().items():
         new.update(_float_from_integer(net, tensors, name))
-    rules = model.grow_rules() if grow_layers else {}
+    rules = model.grow_rules(live) if grow_layers else {}
     for k in list(new):
         if new[k].shape == state[k].shape:
             continue
@@ -98,7 +99,8 @@ def warm_start(model: nn.Module, weights: str | Path, reinit: tuple[str, ...] = 
 
 
 def grow(model: nn.Module, name: str, src: Tensor, init: Tensor, *, level_table: bool = False,
-         new_outputs: str = "init", new_inputs: str = "zero", chunks: int = 1) -> Tensor:
+         new_outputs: str = "init", new_inputs: str = "zero", chunks: int = 1,
+         new_bias: tuple[float, ...] = ()) -> Tensor:
     """The model's tensor ``name`` (initialised as ``init``) grown from the smaller ``src``.
 
     A level table (levels, C) gives its new channels each level's mean over the old ones. A
@@ -107,7 +109,8 @@ def grow(model: nn.Module, name: str, src: Tensor, init: Tensor, *, level_table:
     ``new_inputs="init"`` (inputs that are zero at step 0 anyway, and that must get
     gradients); new outputs keep their initial weights, or start at zero
     (``new_outputs="zero"``). ``chunks`` > 1: the outputs are that many equal parts (a
-    hyper-synthesis's scales and means) that each grow at their end. Any other tensor
+    hyper-synthesis's scales and means) that each grow at their end; ``new_bias`` gives the
+    new outputs' bias, one value per chunk (after ``new_outputs``). Any other tensor
     grows with the source in its leading block and its initial values elsewhere."""
     if level_table:
         out = src.mean(dim=1, keepdim=True).expand(init.shape).clone()
@@ -138,6 +141,8 @@ def grow(model: nn.Module, name: str, src: Tensor, init: Tensor, *, level_table:
         out.index_copy_(o_dim, old_out, block)
     else:
         out.index_copy_(0, old_out, src)
+        for c, value in enumerate(new_bias):
+            out[c * n_new + n_old:(c + 1) * n_new] = value
     return out
 
 
