@@ -66,10 +66,11 @@ class Encoded:
 
 def _encoder(spec: WeightSpec):
     """What encodes with ``spec``'s weights: the numpy encoder for the architectures it runs
-    (``liccodec.runtime.SUPPORTED``; no torch import), else the torch model."""
+    (``liccodec.runtime.SUPPORTED``; no torch import), else the torch model (also for a
+    feedback encoder, which the numpy encoder does not run)."""
     from liccodec import runtime
 
-    if spec.arch in runtime.SUPPORTED:
+    if spec.arch in runtime.SUPPORTED and not spec.config.get("feedback"):
         from liccodec.runtime.encoder import load_encoder
 
         return load_encoder(spec.id)
@@ -92,14 +93,21 @@ def _analysis(net, rgb: np.ndarray):
         return net.analysis(pad_to_multiple(to_tensor(rgb), net.downsampling), precision())
 
 
-def _streams(net, y, q: int, qmap: QualityMap | None) -> dict[str, bytes]:
-    """The coded streams of y at quality ``q`` (the base quality of ``qmap``, when given)."""
+def _streams(net, rgb: np.ndarray, y, q: int, qmap: QualityMap | None, feedback: bool = True) -> dict[str, bytes]:
+    """The coded streams of the image ``rgb``, whose analysis is y, at quality ``q`` (the base
+    quality of ``qmap``, when given); a feedback encoder's correction first, unless not
+    ``feedback`` (y refined instead)."""
     milli = None if qmap is None else qmap.milli()
     if _numpy(net):
         return net.compress_latent(y, q, qmap=milli)
     import torch
 
     with torch.inference_mode():
+        if net.g_f is not None and feedback:
+            if qmap is not None:
+                raise UsageError("a feedback encoder codes one quality for the whole image; it does not "
+                                 "combine with a quality that varies across it (--roi, --quality-map)")
+            y = net.feedback_latent(pad_to_multiple(to_tensor(rgb), net.downsampling), y, q, precision())
         return net.compress_latent(y, q, precision(), qmap=milli)
 
 
@@ -163,7 +171,7 @@ def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | N
             raise UsageError("refinement codes one quality for the whole image; it does not combine "
                              "with a quality that varies across it (--roi, --quality-map)")
         y = _refined(spec, planes.rgb, y, q, refine, progress)
-    streams = _streams(net, y, q, qmap)
+    streams = _streams(net, planes.rgb, y, q, qmap, feedback=not refine)
     return _finish(spec, planes, q, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None, qmap,
                    caption)
 
@@ -242,7 +250,7 @@ def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | N
     net = _encoder(spec)
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else int(q_milli) if qmap is None else base_quality(qmap)
-    return _finish(spec, analysis.planes, q, _streams(net, analysis.y, q, qmap), analysis.alpha, qmap, caption)
+    return _finish(spec, analysis.planes, q, _streams(net, analysis.planes.rgb, analysis.y, q, qmap), analysis.alpha, qmap, caption)
 
 
 def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,

@@ -32,7 +32,7 @@ from liccodec.tiling import Geometry, TilePolicy, run_tiled
 
 # float parameters of the transforms ship in float16: it halves the file and changes the
 # reconstruction by < 0.01 dB; buffers, gains and the latent codec's own state stay float32
-FLOAT16 = ("g_a.", "g_s.")
+FLOAT16 = ("g_a.", "g_s.", "g_f.")
 
 
 @dataclass
@@ -54,6 +54,9 @@ class LearnedCodec(nn.Module):
         self.g_a = g_a
         self.g_s = g_s
         self.latent = latent
+        # the feedback encoder (``feedback`` configs): None, or a network from (x, x_hat) to a
+        # correction of y, x_hat being what g_a's y decodes to at the level (:meth:`feedback`)
+        self.g_f: nn.Module | None = None
 
     @cached_property
     def y_stride(self) -> int:
@@ -90,8 +93,23 @@ class LearnedCodec(nn.Module):
         to rate + lambda * distortion (e.g. ``deform``'s L1 sparsity of the latent); None: none."""
         return None
 
+    def feedback(self, x: Tensor, y: Tensor, level: Tensor) -> Tensor:
+        """y corrected by ``g_f`` from the picture it codes to: y + g_f(x, g_s(y_hat)), y_hat
+        rounded as in a file. A learned step of what ``--refine`` does by gradient steps: the
+        encoder sees the synthesis' error after quantization. The decoder is unchanged.
+        Without ``g_f``, y."""
+        if self.g_f is None:
+            return y
+        with torch.no_grad():
+            modes = [(m, m.training) for m in self.latent.modules()]   # frozen parts stay in eval
+            y_hat = self.latent.eval()(y, level).y_hat
+            for m, training in modes:
+                m.training = training
+            x_hat = self.g_s(y_hat.to(y.dtype) if torch.is_autocast_enabled() else y_hat).clamp(0, 1)
+        return y + self.g_f(torch.cat([x, x_hat.to(x.dtype)], dim=1)).to(y.dtype)
+
     def forward(self, x: Tensor, level: Tensor) -> CodecOut:
-        y = self.g_a(x)
+        y = self.feedback(x, self.g_a(x), level)
         lat = self.latent(y, level)
         x_hat = self.g_s(lat.y_hat.to(y.dtype) if torch.is_autocast_enabled() else lat.y_hat)
         return CodecOut(x_hat, lat.likelihoods, lat.y_hat, y)
@@ -112,7 +130,24 @@ class LearnedCodec(nn.Module):
         latent codecs with ``spatial_quality`` only), ``q_milli`` being the base quality.
         Equal to ``compress_latent(analysis(x))``, which lets one analysis serve several qualities.
         """
-        return self.compress_latent(self.analysis(x, precision, tiles), q_milli, precision, tiles, qmap)
+        y = self.analysis(x, precision, tiles)
+        if self.g_f is not None:
+            y = self.feedback_latent(x, y, q_milli, precision, tiles)
+        return self.compress_latent(y, q_milli, precision, tiles, qmap)
+
+    @torch.no_grad()
+    def feedback_latent(self, x: Tensor, y: Tensor, q_milli: int, precision: str = "fp32",
+                        tiles: TilePolicy | None = None) -> Tensor:
+        """y corrected by the feedback encoder at ``q_milli``, from the picture that a file of
+        g_a's y decodes to (coded for real: the decoder's y_hat). ``g_f`` itself runs on the
+        whole image."""
+        tiles = TilePolicy.from_env() if tiles is None else tiles
+        tile = tiles.core(self.y_stride) if tiles.applies(*x.shape[-2:]) else None
+        with transform_precision(y.device, precision):
+            y_hat = self.latent.compress(y, q_milli, tile)[1]
+            x_hat = (self._synthesis(y_hat) if tile is None else
+                     run_tiled(self._synthesis, y_hat, Geometry.of(self.g_s), tile))
+            return y + self.g_f(torch.cat([x, x_hat.to(x.dtype)], dim=1)).to(y.dtype)
 
     @torch.no_grad()
     def analysis(self, x: Tensor, precision: str = "fp32", tiles: TilePolicy | None = None) -> Tensor:

@@ -79,6 +79,10 @@ class MshConfig:
     # the hyper-synthesis h_s's two hidden widths (msh and charm); () = (M, 3M/2). Narrower ones
     # keep the exact integer networks cheap when M grows (charm.m320: charm.mse's 192, 288)
     hyper: tuple[int, ...] = ()
+    # widths of the feedback encoder g_f's three hidden layers; () = none. g_f reads the image
+    # and what g_a's y decodes to, and corrects y (``LearnedCodec.feedback``): it costs the
+    # encoder alone, and files decode with the same decoder (charm.fb)
+    feedback: tuple[int, ...] = ()
 
     @property
     def levels(self) -> int:
@@ -105,6 +109,13 @@ class MeanScaleHyperprior(LearnedCodec):
         lam = torch.tensor(cfg.lambdas, dtype=torch.float32)
         init = 0.5 * torch.log(lam / lam[len(lam) // 2])
         super().__init__(cfg, g_a, g_s, self._latent(cfg, init, inference))
+        if cfg.feedback:
+            f1, f2, f3 = cfg.feedback
+            self.g_f = nn.Sequential(conv(6, f1), GDN(f1), conv(f1, f2), GDN(f2), conv(f2, f3), GDN(f3),
+                                     conv(f3, M))
+            # its last layer starts at zero: step 0 encodes as the model without it
+            nn.init.zeros_(self.g_f[6].weight)
+            nn.init.zeros_(self.g_f[6].bias)
 
     def grow_rules(self, live: float = 0.0) -> dict[str, dict[str, object]]:
         # more latent channels M: g_a's new outputs start at zero, so y's new channels are 0
