@@ -112,3 +112,11 @@ def test_grown_transforms_start_as_their_source(tiny_builder, tmp_path, field, l
     weight = grown.get_submodule(layer).weight.grad   # (Ci, Co, k, k) for g_s's, (Co, Ci, k, k) for g_a's
     new = weight[N:] if field == "synthesis" else weight[:, N:]
     assert new.abs().sum() > 0
+
+
+def test_grow_live_needs_grow():
+    from liccodec.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="grow_live"):
+        TrainConfig(data="x", grow_live=1.0)
+    assert TrainConfig(data="x", grow=True, grow_live=1.0).grow_live == 1.0
