@@ -47,16 +47,17 @@ def measure(net: torch.nn.Module) -> None:
     px = sum(x.shape[2] * x.shape[3] for x in images)
     top = len(net.cfg.lambdas) - 1
     for level in (0.0, 5.0, 7.0, 10.0) if top == 10 else (0.0, top / 2, float(top)):
-        old = new = err = 0.0
+        old = new = z = err = 0.0
         for x in images:
             with torch.no_grad():
                 out = net(x, torch.tensor([level]))
             bits = -torch.log2(out.likelihoods["y"])
             old += bits[:, :M_OLD].sum().item()
             new += bits[:, M_OLD:].sum().item()
+            z += sum((-torch.log2(v)).sum().item() for k, v in out.likelihoods.items() if k != "y")
             err += ((out.x_hat.clamp(0, 1) - x) ** 2).mean().item() / len(images)
         print(f"level {level:g}: y bits/px in channels 0-{M_OLD - 1} {old / px:.4f}, in {M_OLD}-{M - 1} {new / px:.4f} "
-              f"({100 * new / (old + new):.1f}%), PSNR {10 * np.log10(1 / err):.2f} dB (mean MSE)")
+              f"({100 * new / (old + new):.1f}%), all bits/px {(old + new + z) / px:.4f}, PSNR {10 * np.log10(1 / err):.2f} dB (mean MSE)")
 
 
 def train_live(steps: int, scale: float, recipe: str = "docs/charm.m320.toml") -> torch.nn.Module:

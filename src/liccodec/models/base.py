@@ -106,6 +106,10 @@ class LearnedCodec(nn.Module):
             for m, training in modes:
                 m.training = training
             x_hat = self.g_s(y_hat.to(y.dtype) if torch.is_autocast_enabled() else y_hat).clamp(0, 1)
+        return self._corrected(x, y, x_hat)
+
+    def _corrected(self, x: Tensor, y: Tensor, x_hat: Tensor) -> Tensor:
+        """y + g_f(x, x_hat): the feedback encoder's step, in training and in real coding."""
         return y + self.g_f(torch.cat([x, x_hat.to(x.dtype)], dim=1)).to(y.dtype)
 
     def forward(self, x: Tensor, level: Tensor) -> CodecOut:
@@ -147,7 +151,7 @@ class LearnedCodec(nn.Module):
             y_hat = self.latent.compress(y, q_milli, tile)[1]
             x_hat = (self._synthesis(y_hat) if tile is None else
                      run_tiled(self._synthesis, y_hat, Geometry.of(self.g_s), tile))
-            return y + self.g_f(torch.cat([x, x_hat.to(x.dtype)], dim=1)).to(y.dtype)
+            return self._corrected(x, y, x_hat)
 
     @torch.no_grad()
     def analysis(self, x: Tensor, precision: str = "fp32", tiles: TilePolicy | None = None) -> Tensor:
