@@ -87,8 +87,11 @@ def test_file_size_matches_estimated_rate(tiny_each, tiny_builder):
 
 
 def test_quality_range_is_enforced(tiny, photo):
-    with pytest.raises(UsageError):
-        liccodec.encode(Image.fromarray(photo), model=tiny, quality=3.5)
+    from liccodec.codec import quality_top
+    from liccodec.weights import get_spec
+
+    with pytest.raises(UsageError):  # above the residual layer's range (tests/test_residual.py)
+        liccodec.encode(Image.fromarray(photo), model=tiny, quality=quality_top(get_spec(tiny)) + 0.5)
     with pytest.raises(UsageError):
         liccodec.encode(Image.fromarray(photo), model=tiny, quality=float("nan"))
 

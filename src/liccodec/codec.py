@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from liccodec.container import CAPTION_STREAM, QMAP_MAJOR, QMAP_STREAM, Header, QualityMap, pack, unpack
+from liccodec.container import (CAPTION_STREAM, QMAP_MAJOR, QMAP_STREAM, RESIDUAL_MAJOR, RESIDUAL_STREAM, Header,
+                                QualityMap, pack, unpack)
 from liccodec.container import caption as _caption
 from liccodec.errors import FormatError, ModelError, UsageError
 from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_padded_array,
@@ -47,11 +48,31 @@ def list_models() -> list[WeightSpec]:
     return [s for s in read_manifest().values() if s.arch in archs]
 
 
-def quality_milli(spec: WeightSpec, quality: float | None) -> int:
+def quality_top(spec: WeightSpec) -> float:
+    """The highest quality ``spec`` codes: its top level plus the residual layer's range
+    (``liccodec.residual``). Above ``spec.quality_max`` a file is format 4.x."""
+    from liccodec.residual import EXTRA
+
+    return spec.quality_max + EXTRA
+
+
+def base_milli(spec: WeightSpec, q: int) -> int:
+    """The quality (thousandths) of the latent layer of a file of quality ``q``: ``q`` up to
+    the top level; above it (a residual layer), one level below the top, from which the
+    residual layer gave the better curve on Kodak (docs/residual.md)."""
+    top = round(spec.quality_max * 1000)
+    return q if q <= top else max(round(spec.quality_min * 1000), top - 1000)
+
+
+def quality_milli(spec: WeightSpec, quality: float | None, residual: bool = True) -> int:
+    """``quality`` (None: the model's default) in thousandths, checked against the model's
+    range, which reaches :func:`quality_top` unless not ``residual``."""
     q = spec.quality_default if quality is None else float(quality)
-    if not (spec.quality_min <= q <= spec.quality_max) or not np.isfinite(q):
-        raise UsageError(f"quality {q} is outside {spec.id}'s range "
-                         f"[{spec.quality_min:g}, {spec.quality_max:g}]")
+    top = quality_top(spec) if residual else spec.quality_max
+    if not (spec.quality_min <= q <= top) or not np.isfinite(q):
+        raise UsageError(f"quality {q} is outside {spec.id}'s range [{spec.quality_min:g}, {top:g}]"
+                         + ("" if residual else " (a quality above the top level codes one quality for the "
+                            "whole image)"))
     return int(round(q * 1000))
 
 
@@ -171,9 +192,26 @@ def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | N
             raise UsageError("refinement codes one quality for the whole image; it does not combine "
                              "with a quality that varies across it (--roi, --quality-map)")
         y = _refined(spec, planes.rgb, y, q, refine, progress)
-    streams = _streams(net, planes.rgb, y, q, qmap, feedback=not refine)
-    return _finish(spec, planes, q, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None, qmap,
-                   caption)
+    base = base_milli(spec, q)
+    streams = _streams(net, planes.rgb, y, base, qmap, feedback=not refine)
+    enc = _finish(spec, planes, base, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None,
+                  qmap, caption)
+    return _with_residual(spec, enc, q)
+
+
+def _with_residual(spec: WeightSpec, enc: Encoded, q: int) -> Encoded:
+    """``enc`` (its latents coded at ``base_milli(spec, q)``) with the residual layer of
+    quality ``q`` added when ``q`` is above the model's top level (``liccodec.residual``;
+    format 4.x); else ``enc``."""
+    top = round(spec.quality_max * 1000)
+    if q <= top:
+        return enc
+    from liccodec import residual
+
+    header, streams = unpack(enc.data)
+    _, x_hat, _ = decode_rgb(enc.data)
+    streams[RESIDUAL_STREAM] = residual.encode(enc.planes.rgb, x_hat, residual.step_for(q, top))
+    return Encoded(pack(header, streams), header, enc.planes, enc.qmap, enc.caption)
 
 
 def _finish(spec: WeightSpec, planes: Planes, q: int, streams: dict[str, bytes], alpha: bytes | None,
@@ -244,13 +282,15 @@ def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | N
     :func:`encode_planes`."""
     caption = check_caption(caption)
     spec = analysis.spec
-    if not (round(spec.quality_min * 1000) <= q_milli <= round(spec.quality_max * 1000)):
+    if not (round(spec.quality_min * 1000) <= q_milli <= round(quality_top(spec) * 1000)):
         raise UsageError(f"quality {q_milli / 1000:g} is outside {spec.id}'s range "
-                         f"[{spec.quality_min:g}, {spec.quality_max:g}]")
+                         f"[{spec.quality_min:g}, {quality_top(spec):g}]")
     net = _encoder(spec)
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else int(q_milli) if qmap is None else base_quality(qmap)
-    return _finish(spec, analysis.planes, q, _streams(net, analysis.planes.rgb, analysis.y, q, qmap), analysis.alpha, qmap, caption)
+    base = base_milli(spec, q)
+    streams = _streams(net, analysis.planes.rgb, analysis.y, base, qmap)
+    return _with_residual(spec, _finish(spec, analysis.planes, base, streams, analysis.alpha, qmap, caption), q)
 
 
 def encode(image: str | Path | bytes | Image.Image, model: str = DEFAULT_MODEL,
@@ -326,6 +366,10 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
             more = {"caption": caption} if getattr(net, "uses_caption", False) else {}
             x_hat = net.decompress(streams, (hp, wp), header.quality, precision(), qmap=qmap, **more)
         rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
+    if header.major == RESIDUAL_MAJOR:
+        from liccodec import residual
+
+        rgb = residual.decode(streams[RESIDUAL_STREAM], rgb)
     return header, rgb, alpha
 
 

@@ -18,7 +18,8 @@ from liccodec.weights import DEFAULT_MODEL
 
 QUALITY_HELP = ("Quality: a real number in the model's range (`lic models` lists it; the shipped models: "
                 "1-8, default 5, about 0.15 bpp at 1 to 1.2 bpp at 8 on Kodak). Fractions "
-                "interpolate between trained levels.")
+                "interpolate between trained levels. Above the top level, up to 4 more (9-12: about "
+                "38-52 dB on Kodak), a residual layer codes what the model misses (docs/residual.md).")
 
 
 def _summary(src: str, dst: str, nbytes: int, pixels: int, seconds: float, extra: str = "") -> str:
@@ -374,7 +375,7 @@ def _read_file(path: str) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(src, as_json):
     """Print a .lic file's header without decoding it (checksum verified)."""
-    from liccodec.container import CAPTION_STREAM, QMAP_STREAM, read_header
+    from liccodec.container import CAPTION_STREAM, QMAP_STREAM, RESIDUAL_STREAM, read_header
 
     data = sys.stdin.buffer.read() if src == "-" else _read_file(src)
     h = read_header(data)
@@ -388,6 +389,11 @@ def info(src, as_json):
         from liccodec.container import unpack
 
         d["caption"] = read_caption(*unpack(data))
+    if RESIDUAL_STREAM in h.streams:  # the layer above the model's top level: its own header
+        from liccodec import residual
+        from liccodec.container import unpack
+
+        d["residual"] = residual.describe(unpack(data)[1][RESIDUAL_STREAM])
     d["file_bytes"] = len(data)
     d["bpp"] = round(8 * len(data) / (h.width * h.height), 5)
     if as_json:
@@ -398,6 +404,8 @@ def info(src, as_json):
             v = ", ".join(f"{_printable(n)} {s:,} B" for n, s in v.items())
         elif k == "quality_map":
             v = ", ".join(f"{q:g}" for q in v)
+        elif k == "residual":
+            v = ", ".join(f"{name} {x:g}" for name, x in v.items())
         elif k == "caption":  # any script; no control, separator or bidi character (the reader checked)
             click.echo(f"{k:15} {v}")
             continue
@@ -414,7 +422,7 @@ def _printable(s: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(as_json):
     """List registered architectures and shipped weights."""
-    from liccodec.codec import list_models
+    from liccodec.codec import list_models, quality_top
     from liccodec.models import get_arch, list_archs
 
     specs = list_models()
@@ -430,7 +438,8 @@ def models(as_json):
         click.echo("  (none installed)")
     for s in specs:
         state = "" if s.available else "  [weights file missing]"
-        click.echo(f"  {s.id:12} quality {s.quality_min:g}-{s.quality_max:g} (default {s.quality_default:g}), "
+        click.echo(f"  {s.id:12} quality {s.quality_min:g}-{s.quality_max:g} (default {s.quality_default:g}; "
+                   f"to {quality_top(s):g} with the residual layer), "
                    f"sha256 {s.sha256[:12]}{state}  {s.description}")
 
 

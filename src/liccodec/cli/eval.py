@@ -68,10 +68,14 @@ def _rel(p: Path) -> str:
                    "tables and OUT_DIR/rd_<dataset>_perceptual.png.")
 @click.option("--max-bpp", type=click.FloatRange(0.05), default=1.5, show_default=True,
               help="Right end of the plots' rate axis.")
+@click.option("--high", is_flag=True,
+              help="Measure the high-rate range instead (about 1.5-5 bpp on Kodak): each model from its "
+                   "top level up through its residual layer (docs/residual.md), each classical codec at "
+                   "its high settings. The plots' rate axis then ends at 5 bpp unless --max-bpp says.")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
 def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: str, models: str,
              num_qualities: int, limit: int | None, holdout: int, threads: int, anchors_dir: Path | None,
-             reuse: bool, compressai_ref: bool, metrics: str, max_bpp: float, quiet: bool) -> None:
+             reuse: bool, compressai_ref: bool, metrics: str, max_bpp: float, high: bool, quiet: bool) -> None:
     """Rate-distortion and speed benchmark on IMAGES_DIR (default: ../shared/data/kodak).
 
     Every codec runs in this one process, one image at a time, so the times compare. For each
@@ -85,6 +89,7 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
     lic eval --codecs jpeg,webp --limit 4      # quick look
     lic eval --codecs none --models msh.mse --reuse   # add a model to earlier results
     lic eval --codecs avif-444 --models charm.mse,charm.gan --metric lpips,dists
+    lic eval --high --codecs jpeg2000,avif-444 --models charm.mse --qualities 5 --out-dir high
     """
     from liccodec.eval import bench, classical, environment, learned
     from liccodec.eval.bdrate import bd_rate
@@ -129,10 +134,17 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                                           "empty or not importable)")
     else:
         model_ids = [] if models.strip().lower() == "none" else _split(models)
+    if high:
+        for codec in [c for c in to_run if not c.high_settings]:
+            to_run.remove(codec)
+            skipped[codec.name] = "no high-rate settings (--high)"
+        for codec in to_run:
+            codec.settings = codec.high_settings
+        max_bpp = 5.0 if max_bpp == 1.5 else max_bpp
     model_codecs, model_skipped = [], {}
     for mid in model_ids:
         try:
-            model_codecs.append(learned.LiccodecCodec(mid, threads, num_qualities=num_qualities))
+            model_codecs.append(learned.LiccodecCodec(mid, threads, num_qualities=num_qualities, high=high))
         except classical.CodecUnavailable as e:
             model_skipped[mid] = str(e)
     to_run = model_codecs + to_run
@@ -151,7 +163,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                         *(["--anchors", shlex.quote(_rel(anchors_dir))] if anchors_dir else []),
                         *(["--reuse"] if reuse else []),
                         *(["--metric", ",".join(metric_keys)] if metric_keys else []),
-                        *(["--max-bpp", f"{max_bpp:g}"] if max_bpp != 1.5 else []),
+                        *(["--max-bpp", f"{max_bpp:g}"] if max_bpp != (5.0 if high else 1.5) else []),
+                        *(["--high"] if high else []),
                         *([] if compressai_ref else ["--no-compressai-ref"])])
     run = bench.new_run(command)
     machine = environment.machine_info()

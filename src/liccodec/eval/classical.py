@@ -49,6 +49,9 @@ class Codec(ABC):
     setting_name: str = "quality"
     #: Settings in the order they are run (usually from low to high rate).
     settings: Sequence[float] = ()
+    #: ``lic eval --high``: settings spanning roughly 1.5-5 bpp (37-48 dB) on Kodak, from the
+    #: top of ``settings`` up (session 29, docs/residual.md)
+    high_settings: Sequence[float] = ()
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = max(1, int(threads))
@@ -117,6 +120,7 @@ class JpegCodec(Codec):
 
     setting_name = "quality"
     settings = (3, 5, 8, 12, 18, 25, 35, 50, 65, 75)
+    high_settings = (85, 90, 94, 97)
 
     def __init__(self, threads: int = 1, subsampling: str = "4:2:0") -> None:
         super().__init__(threads)
@@ -158,6 +162,7 @@ class WebpCodec(Codec):
     label = "WebP"
     setting_name = "quality"
     settings = (0, 5, 15, 30, 45, 60, 70, 78, 85)
+    high_settings = (85, 90, 95, 98)
 
     def __init__(self, threads: int = 1) -> None:
         super().__init__(threads)
@@ -194,6 +199,7 @@ class Jpeg2000Codec(Codec):
     label = "JPEG 2000"
     setting_name = "compression ratio"
     settings = (240, 160, 120, 80, 60, 40, 30, 24, 16)
+    high_settings = (16, 12, 9, 7, 5.5)
 
     def __init__(self, threads: int = 1) -> None:
         super().__init__(threads)
@@ -226,6 +232,7 @@ class AvifCodec(Codec):
 
     setting_name = "quality"
     settings = (5, 12, 20, 28, 36, 45, 55, 65, 75)
+    high_settings = (75, 80, 85, 90, 94)
     #: libavif's speed 0 (slowest) .. 10; 6 is Pillow's and avifenc's default.
     DEFAULT_SPEED = 6
 
@@ -289,6 +296,7 @@ class JxlCodec(Codec):
     label = "JPEG XL"
     setting_name = "quality"
     settings = (0, 10, 25, 40, 55, 65, 75, 82, 88)
+    high_settings = (88, 92, 95, 97)
     effort = 7
 
     def __init__(self, threads: int = 1) -> None:

@@ -1,0 +1,338 @@
+"""The residual layer: qualities above a model's top level (format 4.x, stream ``residual``).
+
+A learned model's curve ends at its top lambda level (charm.mse: 35.5 dB on Kodak), and
+raising the top needs wider transforms trained far longer than this project's CPU allows
+(docs/training-history.md, "The top of the range"). The residual layer goes above it the
+way lossy-plus-residual coders do (Bai et al., "Learning scalable l-infinity-constrained
+near-lossless image compression via joint lossy image and residual compression", CVPR 2021):
+the file codes the image at the model's top level, then the difference between the image and
+what that decodes to, with a plain transform coder:
+
+1. ``r = x - x_hat`` per pixel, in 8-bit units, turned by the orthonormal colour transform
+   ``COLOUR`` (luma-like first), so the squared error is the same in both spaces;
+2. ``LEVELS`` levels of the CDF 9/7 wavelet (the JPEG 2000 irreversible filter, lifting as in
+   ``liccodec.nn.wavelet``, here in numpy: the decoder does not import torch), after
+   padding to a multiple of ``2**LEVELS`` by whole-sample symmetry;
+3. every coefficient quantised with one step (dead-zone rounding in the encoder,
+   reconstruction ``sign(q) * (|q| - bias) * step`` in the decoder);
+4. the integers coded with rANS (``liccodec.entropy``), each with one of ``TABLES`` fixed
+   two-sided geometric tables. Its table is chosen per (band, channel, context) by the
+   encoder, which writes the choices in the stream; the context is the coefficient's
+   checkerboard phase in its band, the activity of its decoded neighbours (phase 1: the four
+   phase-0 neighbours; phase 0: the parent coefficient one level coarser) and the magnitude
+   of the earlier channels at the same place.
+
+Everything that selects a table is integer arithmetic on decoded integers, and the tables
+are built from basic IEEE operations only (no exp or log), so the symbols decode
+identically on every machine. The pixels are ``round(x_hat + inverse(r_hat))``: like the
+base layer's, they may differ between machines by one code value where a float sum lands
+on a rounding boundary.
+
+Measured in session 29 (docs/residual.md): on Kodak, charm.mse's top level plus the layer
+reaches 40-48 dB, near AVIF 4:4:4 and behind JPEG 2000 by about 10% at equal PSNR.
+
+Stream layout (docs/format.md, "Residual layer"): ``u8 levels``, ``varint step`` (in 1/64
+of a code value), ``u8 bias`` (in 1/256 of a step), ``varint`` length of the zlib-deflated
+table choices, those bytes, ``varint`` length of the rANS words, the words, then the
+escapes (zigzag varints) to the end.
+"""
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+
+import numpy as np
+
+from liccodec.container.format import RESIDUAL_STREAM as STREAM
+from liccodec.container.varint import decode as read_varint, encode as write_varint
+from liccodec.entropy import StreamReader, StreamWriter, TableSet
+from liccodec.errors import FormatError
+
+#: A model's qualities reach its top level plus this: ``top + EXTRA`` is the finest step.
+EXTRA = 4.0
+LEVELS = 3
+TABLES = 64
+CONTEXTS = 48           # 2 phases x 8 activity classes x 3 cross-channel classes
+STEP_UNIT = 64          # the stream's step is in 1/64 of a code value
+MAX_LEVELS = 5
+DEAD_ZONE = 0.15        # encoder only: |c| / step below 0.5 + DEAD_ZONE rounds to zero
+BIAS = 0                # reconstruction offset towards zero, in 1/256 of a step
+
+_S3, _S2, _S6 = np.float32(3 ** 0.5), np.float32(2 ** 0.5), np.float32(6 ** 0.5)
+# CDF 9/7 lifting steps and gain (liccodec.nn.wavelet holds the same numbers for torch)
+_LIFT = ((True, -1.586134342), (False, -0.05298011854), (True, 0.8829110762), (False, 0.4435068522))
+_K97 = 1.149604398
+_ACTIVITY = np.array([1, 2, 4, 8, 16, 32, 64])  # class k: 2^(k-1) <= activity < 2^k, 7 from 64 up
+
+
+def step_for(quality_milli: int, top_milli: int) -> int:
+    """The step (in 1/64 of a code value) of a quality above the model's top: 32 code values
+    just above the top, halved every quality, 2 at ``top + EXTRA``. Encoder only."""
+    over = (quality_milli - top_milli) / 1000
+    return max(1, int(round(32 * STEP_UNIT * 2.0 ** -over)))
+
+
+# ---- tables ----------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def tables() -> TableSet:
+    """The fixed tables: two-sided geometric ``p(v) ~ t^|v|``, ``t = b / (1 + b)``, with
+    ``b`` from 0.02 up by a factor 1.15 per table, each covering ``|v| <= 16 b + 1`` plus an
+    escape with the mass beyond. Built from multiplications and divisions only (``cumprod``
+    is a sequential loop), which IEEE arithmetic rounds the same way on every machine."""
+    b = np.cumprod(np.concatenate([[0.02], np.full(TABLES - 1, 1.15)]))
+    half = (np.ceil(16.0 * b) + 1).astype(np.int64)
+    width = 2 * int(half.max()) + 2
+    pmf = np.zeros((TABLES, width))
+    for k in range(TABLES):
+        t = b[k] / (1.0 + b[k])
+        powers = np.cumprod(np.concatenate([[1.0], np.full(int(half[k]) + 1, t)]))  # t^0 .. t^(h+1)
+        h = int(half[k])
+        pmf[k, : 2 * h + 1] = np.concatenate([powers[h:0:-1], powers[: h + 1]])
+        pmf[k, 2 * h + 1] = 2.0 * powers[h + 1] / (1.0 - t)
+    return TableSet(pmf, 2 * half + 1, -half)
+
+
+@lru_cache(maxsize=1)
+def _costs() -> np.ndarray:
+    """(TABLES, V) bits of coding |v| = 0..V-1 (either sign) with each table; escapes cost the
+    escape category plus two bytes. Encoder only."""
+    t = tables()
+    width = int(t.lengths.max()) // 2 + 2
+    out = np.empty((TABLES, width))
+    for k in range(TABLES):
+        p = t.pmf[k, : t.lengths[k] + 1] / t.pmf[k, : t.lengths[k] + 1].sum()
+        h = int(t.lengths[k]) // 2
+        inside = -np.log2(p[h: 2 * h + 1])
+        esc = -np.log2(p[2 * h + 1]) + 16
+        out[k] = np.concatenate([inside, np.full(width - h - 1, esc)])[:width]
+    return out
+
+
+# ---- colour and wavelet ----------------------------------------------------------------------
+
+def _to_colour(r: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB differences -> (3, H, W) orthonormal components, float32."""
+    r = r.astype(np.float32)
+    R, G, B = r[..., 0], r[..., 1], r[..., 2]
+    return np.stack([(R + G + B) / _S3, (R - B) / _S2, (R - 2 * G + B) / _S6])
+
+
+def _from_colour(c: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_to_colour`: (3, H, W) -> (H, W, 3)."""
+    a, u, v = c[0] / _S3, c[1] / _S2, c[2] / _S6
+    return np.stack([a + u + v, a - 2 * v, a - u + v], axis=-1)
+
+
+def _pair(t: np.ndarray, ahead: bool) -> np.ndarray:
+    """``t[n] + t[n+1]`` (ahead) or ``t[n-1] + t[n]`` along the last axis, symmetric ends."""
+    if ahead:
+        return t + np.concatenate([t[..., 1:], t[..., -1:]], axis=-1)
+    return t + np.concatenate([t[..., :1], t[..., :-1]], axis=-1)
+
+
+def _analysis_last(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s, d = x[..., 0::2], x[..., 1::2]
+    for predict, coef in _LIFT:
+        if predict:
+            d = d + np.float32(coef) * _pair(s, True)
+        else:
+            s = s + np.float32(coef) * _pair(d, False)
+    return s * np.float32(_K97), d / np.float32(_K97)
+
+
+def _synthesis_last(s: np.ndarray, d: np.ndarray) -> np.ndarray:
+    s, d = s / np.float32(_K97), d * np.float32(_K97)
+    for predict, coef in reversed(_LIFT):
+        if predict:
+            d = d - np.float32(coef) * _pair(s, True)
+        else:
+            s = s - np.float32(coef) * _pair(d, False)
+    return np.stack([s, d], axis=-1).reshape(s.shape[:-1] + (2 * s.shape[-1],))
+
+
+def wavedec(x: np.ndarray, levels: int) -> list[np.ndarray]:
+    """(C, H, W), H and W multiples of 2**levels -> bands in decoding order: the coarsest LL,
+    then LH, HL, HH of each level from the coarsest (bands named as in liccodec.nn.wavelet)."""
+    highs = []
+    for _ in range(levels):
+        lo, hi = _analysis_last(x)                       # along the width
+        ll, lh = (np.swapaxes(b, -1, -2) for b in _analysis_last(np.swapaxes(lo, -1, -2)))
+        hl, hh = (np.swapaxes(b, -1, -2) for b in _analysis_last(np.swapaxes(hi, -1, -2)))
+        highs.append([lh, hl, hh])
+        x = ll
+    return [x] + [b for level in reversed(highs) for b in level]
+
+
+def waverec(bands: list[np.ndarray]) -> np.ndarray:
+    """Inverse of :func:`wavedec`."""
+    x, rest = bands[0], bands[1:]
+    for i in range(0, len(rest), 3):
+        lh, hl, hh = rest[i: i + 3]
+        lo = np.swapaxes(_synthesis_last(np.swapaxes(x, -1, -2), np.swapaxes(lh, -1, -2)), -1, -2)
+        hi = np.swapaxes(_synthesis_last(np.swapaxes(hl, -1, -2), np.swapaxes(hh, -1, -2)), -1, -2)
+        x = _synthesis_last(lo, hi)
+    return x
+
+
+def _padded(h: int, w: int, levels: int) -> tuple[int, int]:
+    m = 1 << levels
+    return -(-h // m) * m, -(-w // m) * m
+
+
+def _band_shapes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
+    hp, wp = _padded(h, w, levels)
+    shapes = [(hp >> levels, wp >> levels)]
+    for lv in range(levels, 0, -1):
+        shapes += [(hp >> lv, wp >> lv)] * 3
+    return shapes
+
+
+# ---- contexts --------------------------------------------------------------------------------
+
+def _phase(shape: tuple[int, int]) -> np.ndarray:
+    return (np.add.outer(np.arange(shape[0]), np.arange(shape[1])) % 2).astype(bool)
+
+
+def _neighbours(a: np.ndarray) -> np.ndarray:
+    """Sum of the four neighbours of every position (zero outside the band)."""
+    p = np.pad(a, 1)
+    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
+
+
+def _contexts(phase1: bool, mag: np.ndarray, parent: np.ndarray | None, c: int) -> np.ndarray:
+    """Context (0..CONTEXTS-1) of channel ``c``'s coefficients of one phase of a band, from
+    ``mag`` (3, h, w): the magnitudes decoded so far in this band (zero where not yet), and
+    ``parent`` (h, w): the magnitudes one level coarser, upsampled, for phase 0 (or None)."""
+    if phase1:
+        activity = _neighbours(mag[c])
+    else:
+        activity = 4 * parent if parent is not None else np.zeros(mag.shape[1:], np.int64)
+    ka = np.searchsorted(_ACTIVITY, activity, side="right")
+    kb = np.minimum(mag[:c].sum(0), 2) if c else np.zeros_like(ka)
+    return int(phase1) * 24 + ka * 3 + kb
+
+
+def _parent(bands_mag: list[np.ndarray], band: int, c: int, shape: tuple[int, int]) -> np.ndarray | None:
+    """The magnitudes of the same orientation one level coarser, each repeated 2x2 (None for
+    the LL band and the coarsest level's high bands)."""
+    if band < 4:
+        return None
+    p = bands_mag[band - 3][c]
+    return np.repeat(np.repeat(p, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
+
+
+# ---- coding ----------------------------------------------------------------------------------
+
+def encode(x: np.ndarray, x_hat: np.ndarray, step: int, levels: int = LEVELS) -> bytes:
+    """The ``residual`` stream of image ``x`` (H, W, 3 uint8) over its base layer ``x_hat``
+    (what the base decodes to), with quantisation step ``step`` (1/64 of a code value)."""
+    h, w = x.shape[:2]
+    hp, wp = _padded(h, w, levels)
+    r = _to_colour(x.astype(np.int16) - x_hat.astype(np.int16))
+    r = np.pad(r, ((0, 0), (0, hp - h), (0, wp - w)), mode="symmetric")
+    delta = step / STEP_UNIT
+    quant = []
+    for b in wavedec(r, levels):
+        q = np.floor(np.abs(b) / delta + (0.5 - DEAD_ZONE)).astype(np.int64)
+        quant.append(np.sign(b).astype(np.int64) * q)
+    choice = np.zeros((len(quant), 3, CONTEXTS), np.uint8)
+    writer = StreamWriter()
+    costs = _costs()
+    mags: list[np.ndarray] = []
+    for band, q in enumerate(quant):
+        mag = np.zeros_like(q)
+        absq = np.abs(q)
+        phase = _phase(q.shape[1:])
+        steps = []  # (channel, positions, contexts) in decoding order
+        for phase1 in (False, True):
+            where = phase if phase1 else ~phase
+            for c in range(3):
+                steps.append((c, where, _contexts(phase1, mag, _parent(mags, band, c, q.shape[1:]), c)[where]))
+                mag[c][where] = absq[c][where]
+        for c in range(3):
+            hist = np.zeros((CONTEXTS, costs.shape[1]), np.int64)
+            for _, where, ctx in steps[c::3]:
+                np.add.at(hist, (ctx, np.minimum(absq[c][where], costs.shape[1] - 1)), 1)
+            best = np.argmin(hist @ costs.T, axis=1)
+            used = hist.sum(1) > 0
+            # unused contexts repeat the last used choice before them, which deflates well
+            last = np.maximum.accumulate(np.where(used, np.arange(CONTEXTS), 0))
+            choice[band, c] = np.where(used, best, best[last])
+        for c, where, ctx in steps:
+            writer.add(tables(), q[c][where], choice[band, c][ctx])
+        mags.append(mag)
+    words, escapes = writer.finish()
+    chosen = zlib.compress(choice.tobytes(), 9)
+    return (bytes([levels]) + write_varint(step) + bytes([BIAS]) + write_varint(len(chosen)) + chosen
+            + write_varint(len(words)) + words + escapes)
+
+
+def describe(data: bytes) -> dict[str, float]:
+    """The stream's own header: wavelet levels, step (code values) and reconstruction bias
+    (steps), for ``lic info``; ``FormatError`` when they are malformed."""
+    if len(data) < 3 or not 1 <= data[0] <= MAX_LEVELS:
+        raise FormatError("residual stream: malformed header")
+    step, pos = read_varint(data, 1, "residual stream")
+    if pos >= len(data):
+        raise FormatError("residual stream is truncated")
+    return {"levels": data[0], "step": step / STEP_UNIT, "bias": data[pos] / 256}
+
+
+def decode(data: bytes, x_hat: np.ndarray) -> np.ndarray:
+    """The image (H, W, 3 uint8) that the ``residual`` stream ``data`` and the base layer's
+    ``x_hat`` decode to. A malformed stream raises ``FormatError``; the rANS words must be long
+    enough for the image's coefficients before they are decoded."""
+    h, w = x_hat.shape[:2]
+    if len(data) < 4:
+        raise FormatError("residual stream is truncated")
+    levels = data[0]
+    if not 1 <= levels <= MAX_LEVELS:
+        raise FormatError(f"residual stream: {levels} wavelet levels (1..{MAX_LEVELS} allowed)")
+    step, pos = read_varint(data, 1, "residual stream")
+    if step < 1:
+        raise FormatError("residual stream: a zero quantisation step")
+    if pos >= len(data):
+        raise FormatError("residual stream is truncated")
+    bias = data[pos]
+    n, pos = read_varint(data, pos + 1, "residual stream")
+    shapes = _band_shapes(h, w, levels)
+    size = len(shapes) * 3 * CONTEXTS
+    if pos + n > len(data):
+        raise FormatError("residual stream is truncated")
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(data[pos: pos + n], size + 1)
+    except zlib.error as e:
+        raise FormatError(f"residual stream: bad table choices ({e})") from None
+    if len(raw) != size or not inflater.eof or inflater.unused_data:
+        raise FormatError("residual stream: the table choices do not inflate to their size")
+    choice = np.frombuffer(raw, np.uint8).reshape(len(shapes), 3, CONTEXTS).astype(np.int64)
+    if choice.max() >= TABLES:
+        raise FormatError("residual stream: table index out of range")
+    nw, pos = read_varint(data, pos + n, "residual stream")
+    if pos + nw > len(data):
+        raise FormatError("residual stream is truncated")
+    reader = StreamReader(data[pos: pos + nw], data[pos + nw:])
+    t = tables()
+    # every symbol takes at least the narrowest table's floor: refuse a stream too short for
+    # the declared size before the coefficients are allocated
+    reader.check_room(t, np.bincount([0], minlength=TABLES) * sum(3 * a * b for a, b in shapes))
+    delta = np.float32(step / STEP_UNIT)
+    bands, mags = [], []
+    for band, shape in enumerate(shapes):
+        q = np.zeros((3,) + shape, np.int64)
+        mag = np.zeros_like(q)
+        phase = _phase(shape)
+        for phase1 in (False, True):
+            where = phase if phase1 else ~phase
+            for c in range(3):
+                ctx = _contexts(phase1, mag, _parent(mags, band, c, shape), c)[where]
+                q[c][where] = reader.take(t, choice[band, c][ctx])
+                mag[c][where] = np.abs(q[c][where])
+        mags.append(mag)
+        level = np.where(q == 0, 0.0, np.abs(q) - bias / 256) * float(delta)
+        bands.append((np.sign(q) * level).astype(np.float32))
+    reader.finish()
+    r = _from_colour(waverec(bands))[:h, :w]
+    return np.clip(np.rint(x_hat.astype(np.float32) + r), 0, 255).astype(np.uint8)
