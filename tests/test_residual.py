@@ -9,7 +9,7 @@ from PIL import Image
 
 import liccodec
 from liccodec import residual
-from liccodec.codec import base_milli, decode_rgb, quality_top
+from liccodec.codec import decode_rgb, quality_top
 from liccodec.container import RESIDUAL_MAJOR, RESIDUAL_STREAM, QMAP_STREAM, Header, Mode, pack, read_header, unpack
 from liccodec.errors import FormatError, LicError, UsageError
 from liccodec.nn.wavelet import wavedec2
@@ -157,7 +157,7 @@ def test_codec_codes_above_the_top_level_as_format_4(tiny, photo):
     for q in (spec.quality_max + 0.5, spec.quality_max + 2, quality_top(spec)):
         data = liccodec.encode(img, model=tiny, quality=q)
         h = read_header(data)
-        assert (h.major, h.quality) == (RESIDUAL_MAJOR, base_milli(spec, round(q * 1000)))
+        assert (h.major, h.quality) == (RESIDUAL_MAJOR, round(q * 1000))
         assert RESIDUAL_STREAM in h.streams
         out = np.asarray(liccodec.decode(data))
         assert out.shape == photo.shape
@@ -202,6 +202,11 @@ def test_a_broken_residual_layer_is_a_clean_error(tiny, photo):
     for broken in (streams[RESIDUAL_STREAM][:5], b"\x02" + streams[RESIDUAL_STREAM][1:3]):
         with pytest.raises(FormatError):
             liccodec.decode(pack(header, {**streams, RESIDUAL_STREAM: broken}))
+    for q in (round(spec.quality_max * 1000), round(quality_top(spec) * 1000) + 1):  # outside (top, top + 4]
+        header.quality = q
+        with pytest.raises(FormatError, match="residual range"):
+            liccodec.decode(pack(header, streams))
+    header.quality = round(spec.quality_max * 1000) + 500
     no_layer = {k: v for k, v in streams.items() if k != RESIDUAL_STREAM}
     forged = bytearray(pack(header, no_layer))  # a 2.0 file whose major says 4
     forged[4] = RESIDUAL_MAJOR

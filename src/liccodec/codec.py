@@ -57,9 +57,10 @@ def quality_top(spec: WeightSpec) -> float:
 
 
 def base_milli(spec: WeightSpec, q: int) -> int:
-    """The quality (thousandths) of the latent layer of a file of quality ``q``: ``q`` up to
-    the top level; above it (a residual layer), one level below the top, from which the
-    residual layer gave the better curve on Kodak (docs/residual.md)."""
+    """The quality (thousandths) of the latents of a file of quality ``q``: ``q`` up to the
+    top level; above it (format 4.x, a residual layer), one level below the top, from which
+    the residual layer gave the better curve on Kodak (docs/residual.md). Part of the format:
+    a 4.x file's quality field is ``q``, and its decoder codes the latents at this."""
     top = round(spec.quality_max * 1000)
     return q if q <= top else max(round(spec.quality_min * 1000), top - 1000)
 
@@ -211,6 +212,7 @@ def _with_residual(spec: WeightSpec, enc: Encoded, q: int) -> Encoded:
     header, streams = unpack(enc.data)
     _, x_hat, _ = decode_rgb(enc.data)
     streams[RESIDUAL_STREAM] = residual.encode(enc.planes.rgb, x_hat, residual.step_for(q, top))
+    header.quality = q  # a 4.x file's quality field is the quality asked for
     return Encoded(pack(header, streams), header, enc.planes, enc.qmap, enc.caption)
 
 
@@ -349,22 +351,28 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     header, streams = unpack(data)
     spec = _spec_for(header)
     net = runtime.load_decoder(spec.id) if spec.arch in runtime.SUPPORTED else load_model(spec.id)
-    if not round(spec.quality_min * 1000) <= header.quality <= round(spec.quality_max * 1000):
+    lo, top = round(spec.quality_min * 1000), round(spec.quality_max * 1000)
+    if header.major == RESIDUAL_MAJOR:  # a quality above the top; the latents' is base_milli's
+        if not top < header.quality <= round(quality_top(spec) * 1000):
+            raise FormatError(f"quality field {header.quality / 1000:g} of a {header.major}.x file is outside "
+                              f"{spec.id}'s residual range ({spec.quality_max:g}, {quality_top(spec):g}]")
+    elif not lo <= header.quality <= top:
         raise FormatError(f"quality field {header.quality / 1000:g} is outside {spec.id}'s range "
                           f"[{spec.quality_min:g}, {spec.quality_max:g}]")
+    q_latent = base_milli(spec, header.quality)
     alpha = unpack_alpha(streams["alpha"], header.width, header.height) if header.mode.has_alpha else None
     ds = net.downsampling
     hp, wp = -(-header.height // ds) * ds, -(-header.width // ds) * ds
     qmap = _read_qmap(header, streams, spec, net, (hp, wp))
     caption = read_caption(header, streams)
     if isinstance(net, runtime.Decoder):
-        rgb = net.decode(streams, (hp, wp), header.quality, qmap=qmap)[: header.height, : header.width]
+        rgb = net.decode(streams, (hp, wp), q_latent, qmap=qmap)[: header.height, : header.width]
     else:  # an architecture the numpy decoder does not run
         import torch
 
         with torch.inference_mode():
             more = {"caption": caption} if getattr(net, "uses_caption", False) else {}
-            x_hat = net.decompress(streams, (hp, wp), header.quality, precision(), qmap=qmap, **more)
+            x_hat = net.decompress(streams, (hp, wp), q_latent, precision(), qmap=qmap, **more)
         rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
     if header.major == RESIDUAL_MAJOR:
         from liccodec import residual

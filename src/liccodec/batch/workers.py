@@ -17,7 +17,7 @@ from liccodec.errors import LicError, UsageError
 def encode_file(job, model: str, quality: float | None, overwrite: bool, target=None, first_frame: bool = False,
                 refine: int = 0):
     from liccodec.batch import Outcome, make_record, stamp, up_to_date
-    from liccodec.codec import base_milli, encode_planes, quality_milli
+    from liccodec.codec import encode_planes, quality_milli
     from liccodec.container import read_header
     from liccodec.fileio import atomic_write_bytes
     from liccodec.imageio import open_image, split
@@ -36,8 +36,7 @@ def encode_file(job, model: str, quality: float | None, overwrite: bool, target=
             try:
                 h = read_header(job.dst.read_bytes())
                 if h.model_id == spec.id and h.digest == spec.digest and (
-                        # above the top level, the header holds the latent layer's quality
-                        h.quality == base_milli(spec, params["quality_milli"]) if target is None
+                        h.quality == params["quality_milli"] if target is None
                         else existing_meets(target, h.width, h.height, job.dst.stat().st_size)):
                     return Outcome(job.src, job.dst, True, skipped=True, record=job.record)
             except LicError:
