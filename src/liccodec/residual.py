@@ -5,11 +5,11 @@ raising the top needs wider transforms trained far longer than this project's CP
 (docs/training-history.md, "The top of the range"). The residual layer goes above it the
 way lossy-plus-residual coders do (Bai et al., "Learning scalable l-infinity-constrained
 near-lossless image compression via joint lossy image and residual compression", CVPR 2021):
-the file codes the image at the model's top level, then the difference between the image and
-what that decodes to, with a plain transform coder:
+the file codes the image with the model at the level below its top (``codec.base_milli``),
+then the difference between the image and what that decodes to, with a plain transform coder:
 
 1. ``r = x - x_hat`` per pixel, in 8-bit units, turned by the orthonormal colour transform
-   ``COLOUR`` (luma-like first), so the squared error is the same in both spaces;
+   of :func:`_to_colour` (luma-like first), so the squared error is the same in both spaces;
 2. ``LEVELS`` levels of the CDF 9/7 wavelet (the JPEG 2000 irreversible filter, lifting as in
    ``liccodec.nn.wavelet``, here in numpy: the decoder does not import torch), after
    padding to a multiple of ``2**LEVELS`` by whole-sample symmetry;
@@ -28,8 +28,8 @@ identically on every machine. The pixels are ``round(x_hat + inverse(r_hat))``: 
 base layer's, they may differ between machines by one code value where a float sum lands
 on a rounding boundary.
 
-Measured in session 29 (docs/residual.md): on Kodak, charm.mse's top level plus the layer
-reaches 40-48 dB, near AVIF 4:4:4 and behind JPEG 2000 by about 10% at equal PSNR.
+Measured in session 29 (docs/residual.md): on Kodak, charm.mse plus the layer reaches
+ 39-51 dB (qualities 9-12), 3.7% behind AVIF 4:4:4 and 8.8% behind JPEG 2000 in BD-rate.
 
 Stream layout (docs/format.md, "Residual layer"): ``u8 levels``, ``varint step`` (in 1/64
 of a code value), ``u8 bias`` (in 1/256 of a step), ``varint`` length of the zlib-deflated
