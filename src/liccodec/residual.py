@@ -29,7 +29,7 @@ base layer's, they may differ between machines by one code value where a float s
 on a rounding boundary.
 
 Measured in session 29 (docs/residual.md): on Kodak, charm.mse plus the layer reaches
- 39-51 dB (qualities 9-12), 3.7% behind AVIF 4:4:4 and 8.8% behind JPEG 2000 in BD-rate.
+39-51 dB (qualities 9-12), 3.7% behind AVIF 4:4:4 and 8.8% behind JPEG 2000 in BD-rate.
 
 Stream layout (docs/format.md, "Residual layer"): ``u8 levels``, ``varint step`` (in 1/64
 of a code value), ``u8 bias`` (in 1/256 of a step), ``varint`` length of the zlib-deflated
