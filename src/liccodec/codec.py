@@ -56,6 +56,14 @@ def quality_top(spec: WeightSpec) -> float:
     return spec.quality_max + EXTRA
 
 
+def quality_bottom(spec: WeightSpec) -> float:
+    """The lowest quality ``spec`` codes: ``fixedpoint.BELOW`` levels under its lowest, its
+    gains extrapolated from its two lowest levels (a model with one level: its level)."""
+    from liccodec.fixedpoint import BELOW
+
+    return spec.quality_min - BELOW if spec.quality_max > spec.quality_min else spec.quality_min
+
+
 def base_milli(spec: WeightSpec, q: int) -> int:
     """The quality (thousandths) of the latents of a file of quality ``q``: ``q`` up to the
     top level; above it (format 4.x, a residual layer), one level below the top, from which
@@ -65,14 +73,15 @@ def base_milli(spec: WeightSpec, q: int) -> int:
     return q if q <= top else max(round(spec.quality_min * 1000), top - 1000)
 
 
-def quality_milli(spec: WeightSpec, quality: float | None, residual: bool = True) -> int:
+def quality_milli(spec: WeightSpec, quality: float | None, extended: bool = True) -> int:
     """``quality`` (None: the model's default) in thousandths, checked against the model's
-    range, which reaches :func:`quality_top` unless not ``residual``."""
+    range: from :func:`quality_bottom` to :func:`quality_top`, or only its trained levels
+    unless ``extended`` (a quality that varies across the image)."""
     q = spec.quality_default if quality is None else float(quality)
-    top = quality_top(spec) if residual else spec.quality_max
-    if not (spec.quality_min <= q <= top) or not np.isfinite(q):
-        raise UsageError(f"quality {q} is outside {spec.id}'s range [{spec.quality_min:g}, {top:g}]"
-                         + ("" if residual else " (a quality above the top level codes one quality for the "
+    lo, hi = (quality_bottom(spec), quality_top(spec)) if extended else (spec.quality_min, spec.quality_max)
+    if not (lo <= q <= hi) or not np.isfinite(q):
+        raise UsageError(f"quality {q} is outside {spec.id}'s range [{lo:g}, {hi:g}]"
+                         + ("" if extended else " (outside its trained levels a quality is one for the "
                             "whole image)"))
     return int(round(q * 1000))
 
@@ -284,9 +293,9 @@ def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | N
     :func:`encode_planes`."""
     caption = check_caption(caption)
     spec = analysis.spec
-    if not (round(spec.quality_min * 1000) <= q_milli <= round(quality_top(spec) * 1000)):
+    if not (round(quality_bottom(spec) * 1000) <= q_milli <= round(quality_top(spec) * 1000)):
         raise UsageError(f"quality {q_milli / 1000:g} is outside {spec.id}'s range "
-                         f"[{spec.quality_min:g}, {quality_top(spec):g}]")
+                         f"[{quality_bottom(spec):g}, {quality_top(spec):g}]")
     net = _encoder(spec)
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else int(q_milli) if qmap is None else base_quality(qmap)
@@ -351,14 +360,14 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     header, streams = unpack(data)
     spec = _spec_for(header)
     net = runtime.load_decoder(spec.id) if spec.arch in runtime.SUPPORTED else load_model(spec.id)
-    lo, top = round(spec.quality_min * 1000), round(spec.quality_max * 1000)
+    lo, top = round(quality_bottom(spec) * 1000), round(spec.quality_max * 1000)
     if header.major == RESIDUAL_MAJOR:  # a quality above the top; the latents' is base_milli's
         if not top < header.quality <= round(quality_top(spec) * 1000):
             raise FormatError(f"quality field {header.quality / 1000:g} of a {header.major}.x file is outside "
                               f"{spec.id}'s residual range ({spec.quality_max:g}, {quality_top(spec):g}]")
     elif not lo <= header.quality <= top:
         raise FormatError(f"quality field {header.quality / 1000:g} is outside {spec.id}'s range "
-                          f"[{spec.quality_min:g}, {spec.quality_max:g}]")
+                          f"[{quality_bottom(spec):g}, {spec.quality_max:g}]")
     q_latent = base_milli(spec, header.quality)
     alpha = unpack_alpha(streams["alpha"], header.width, header.height) if header.mode.has_alpha else None
     ds = net.downsampling

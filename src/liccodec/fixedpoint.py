@@ -35,11 +35,20 @@ def quality_of_level(level: float) -> int:
     return int(round((level + 1) * Q_UNIT))
 
 
+#: Qualities reach this many levels below level 0 (quality 1 - BELOW .. 1), extrapolated from
+#: levels 0 and 1 (models with two levels or more): the hyper-gains linearly, in integers as
+#: between levels, y's gains geometrically (``nn.GainUnits``; docs/format.md)
+BELOW = 1
+
+
 def level_split(q_milli: int, levels: int) -> tuple[int, int]:
-    """Quality in thousandths (1000 = level 0) -> (lower level, weight of the upper in 1/1000)."""
+    """Quality in thousandths (1000 = level 0) -> (lower level, weight of the upper in 1/1000);
+    below level 0, level 0 and a negative weight (linear extrapolation from levels 0 and 1)."""
     lv = q_milli - Q_UNIT
-    if not 0 <= lv <= (levels - 1) * Q_UNIT:
-        raise ValueError(f"quality {q_milli / Q_UNIT} outside [1, {levels}]")
+    if not -BELOW * Q_UNIT <= lv <= (levels - 1) * Q_UNIT:
+        raise ValueError(f"quality {q_milli / Q_UNIT} outside [{1 - BELOW}, {levels}]")
+    if lv < 0:
+        return 0, (lv if levels > 1 else 0)
     lo, f = divmod(lv, Q_UNIT)
     if lo == levels - 1 and levels > 1:
         lo, f = levels - 2, Q_UNIT

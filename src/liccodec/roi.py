@@ -97,8 +97,8 @@ def request(spec, size: tuple[int, int], quality: float | None = None, roi=None,
     if quality_map is None and quality_range is not None:
         raise UsageError("--quality-range needs --quality-map")
     if roi is not None:
-        high = quality_milli(spec, quality, residual=False)
-        low = quality_milli(spec, spec.quality_min if roi_background is None else roi_background, residual=False)
+        high = quality_milli(spec, quality, extended=False)
+        low = quality_milli(spec, spec.quality_min if roi_background is None else roi_background, extended=False)
         levels = np.where(read_grey(roi, size, "ROI mask") >= MASK_THRESHOLD, 255, 0).astype(np.uint8)
         return QualityRequest(levels, low, high)
     if quality_map is not None:
@@ -106,7 +106,7 @@ def request(spec, size: tuple[int, int], quality: float | None = None, roi=None,
             raise UsageError("-q and --quality-map exclude each other: the map sets the quality "
                              "(--quality-range LO,HI sets its range)")
         lo, hi = (spec.quality_min, spec.quality_max) if quality_range is None else quality_range
-        low, high = quality_milli(spec, lo, residual=False), quality_milli(spec, hi, residual=False)
+        low, high = quality_milli(spec, lo, extended=False), quality_milli(spec, hi, extended=False)
         if low > high:
             raise UsageError(f"--quality-range {lo:g},{hi:g}: the first quality (for black) must not "
                              "exceed the second (for white)")

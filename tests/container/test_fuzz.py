@@ -84,7 +84,7 @@ def mutants(data: bytes, rng: random.Random, n: int):
             yield kind, f.but(streams=streams).bytes(), False
         elif kind == "quality":
             q = rng.choice([0, 999, 3001, 65535, 1 << 20, rng.randint(0, 70000)])
-            yield kind, f.but(quality=q).bytes(), not 1000 <= q <= 3000
+            yield kind, f.but(quality=q).bytes(), not 0 <= q <= 3000  # tiny: levels 1-3, extrapolated to 0
         elif kind == "flags":
             yield kind, f.but(flags=rng.randint(1, 255)).bytes(), True
         elif kind == "mode":

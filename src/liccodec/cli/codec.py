@@ -18,8 +18,10 @@ from liccodec.weights import DEFAULT_MODEL
 
 QUALITY_HELP = ("Quality: a real number in the model's range (`lic models` lists it; the shipped models: "
                 "1-8, default 5, about 0.15 bpp at 1 to 1.2 bpp at 8 on Kodak). Fractions "
-                "interpolate between trained levels. Above the top level, up to 4 more (9-12: about "
-                "38-52 dB on Kodak), a residual layer codes what the model misses (docs/residual.md).")
+                "interpolate between trained levels. Below the lowest, down to 0, the gains are "
+                "extrapolated (about 0.09 bpp at 0). Above the top level, up to 4 more (9-12: "
+                "about 38-52 dB on Kodak), a residual layer codes what the model misses "
+                "(docs/residual.md).")
 
 
 def _summary(src: str, dst: str, nbytes: int, pixels: int, seconds: float, extra: str = "") -> str:
@@ -422,7 +424,7 @@ def _printable(s: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(as_json):
     """List registered architectures and shipped weights."""
-    from liccodec.codec import list_models, quality_top
+    from liccodec.codec import list_models, quality_bottom, quality_top
     from liccodec.models import get_arch, list_archs
 
     specs = list_models()
@@ -439,7 +441,7 @@ def models(as_json):
     for s in specs:
         state = "" if s.available else "  [weights file missing]"
         click.echo(f"  {s.id:12} quality {s.quality_min:g}-{s.quality_max:g} (default {s.quality_default:g}; "
-                   f"to {quality_top(s):g} with the residual layer), "
+                   f"{quality_bottom(s):g}-{quality_top(s):g} extrapolated and with the residual layer), "
                    f"sha256 {s.sha256[:12]}{state}  {s.description}")
 
 

@@ -72,10 +72,15 @@ def _rel(p: Path) -> str:
               help="Measure the high-rate range instead (about 1.5-5 bpp on Kodak): each model from its "
                    "top level up through its residual layer (docs/residual.md), each classical codec at "
                    "its high settings. The plots' rate axis then ends at 5 bpp unless --max-bpp says.")
+@click.option("--low", is_flag=True,
+              help="Measure each model below its lowest level instead: from the lowest quality it "
+                   "extrapolates to up to its lowest level (qualities 0-1 for the shipped models). "
+                   "Classical codecs run at their usual settings.")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
 def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: str, models: str,
              num_qualities: int, limit: int | None, holdout: int, threads: int, anchors_dir: Path | None,
-             reuse: bool, compressai_ref: bool, metrics: str, max_bpp: float, high: bool, quiet: bool) -> None:
+             reuse: bool, compressai_ref: bool, metrics: str, max_bpp: float, high: bool, low: bool,
+             quiet: bool) -> None:
     """Rate-distortion and speed benchmark on IMAGES_DIR (default: ../shared/data/kodak).
 
     Every codec runs in this one process, one image at a time, so the times compare. For each
@@ -90,6 +95,7 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
     lic eval --codecs none --models msh.mse --reuse   # add a model to earlier results
     lic eval --codecs avif-444 --models charm.mse,charm.gan --metric lpips,dists
     lic eval --high --codecs jpeg2000,avif-444 --models charm.mse --qualities 5 --out-dir high
+    lic eval --low --codecs none --models charm.mse --qualities 5 --out-dir low
     """
     from liccodec.eval import bench, classical, environment, learned
     from liccodec.eval.bdrate import bd_rate
@@ -134,6 +140,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                                           "empty or not importable)")
     else:
         model_ids = [] if models.strip().lower() == "none" else _split(models)
+    if high and low:
+        raise UsageError("--high and --low exclude each other")
     if high:
         for codec in [c for c in to_run if not c.high_settings]:
             to_run.remove(codec)
@@ -144,7 +152,8 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
     model_codecs, model_skipped = [], {}
     for mid in model_ids:
         try:
-            model_codecs.append(learned.LiccodecCodec(mid, threads, num_qualities=num_qualities, high=high))
+            model_codecs.append(learned.LiccodecCodec(mid, threads, num_qualities=num_qualities,
+                                                      span="high" if high else "low" if low else "levels"))
         except classical.CodecUnavailable as e:
             model_skipped[mid] = str(e)
     to_run = model_codecs + to_run
@@ -164,7 +173,7 @@ def eval_cmd(images_dir: Path | None, out_dir: Path, report_path: Path, codecs: 
                         *(["--reuse"] if reuse else []),
                         *(["--metric", ",".join(metric_keys)] if metric_keys else []),
                         *(["--max-bpp", f"{max_bpp:g}"] if max_bpp != (5.0 if high else 1.5) else []),
-                        *(["--high"] if high else []),
+                        *(["--high"] if high else []), *(["--low"] if low else []),
                         *([] if compressai_ref else ["--no-compressai-ref"])])
     run = bench.new_run(command)
     machine = environment.machine_info()

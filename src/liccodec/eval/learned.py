@@ -71,7 +71,7 @@ class LiccodecCodec(Codec):
 
     def __init__(self, model_id: str, threads: int = 1,
                  qualities: Sequence[float] | None = None,
-                 num_qualities: int = DEFAULT_NUM_QUALITIES, high: bool = False) -> None:
+                 num_qualities: int = DEFAULT_NUM_QUALITIES, span: str = "levels") -> None:
         super().__init__(threads)
         try:
             import liccodec
@@ -92,10 +92,16 @@ class LiccodecCodec(Codec):
         self.model_id = model_id
         self.name = self.label = model_id + (f"{REFINE_SUFFIX}{self.refine}" if self.refine else "")
         q_min, q_max = float(_field(spec, "quality_min")), float(_field(spec, "quality_max"))
-        if high:  # the top level and the residual layer's qualities above it
+        if span == "high":  # the top level and the residual layer's qualities above it
             from liccodec.residual import EXTRA
 
             q_min, q_max = q_max, q_max + EXTRA
+        elif span == "low":  # the extrapolated qualities below the lowest level, and that level
+            from liccodec.fixedpoint import BELOW
+
+            q_min, q_max = q_min - BELOW, q_min
+        elif span != "levels":
+            raise ValueError(f"span must be levels, low or high, not {span!r}")
         self.settings = tuple(qualities) if qualities else tuple(spread_qualities(q_min, q_max,
                                                                                   num_qualities))
         self.quality_range = (q_min, q_max)

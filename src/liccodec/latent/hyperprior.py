@@ -132,7 +132,7 @@ class GainedHyperprior(LatentCodec):
             self._build_training_parts(N, M)
         # registered last: parameter order is part of the optimizer's checkpoint
         self.gain = GainUnits(levels, M, init_log_gain)
-        self.hyper_gain = GainUnits(levels, N)
+        self.hyper_gain = GainUnits(levels, N, below="linear")
 
     def _build_training_parts(self, N: int, M: int) -> None:
         from compressai.entropy_models import EntropyBottleneck

@@ -113,7 +113,7 @@ class LowHyperprior:
         N_low, M_low = self.N_low, self.M_low
         self.h_a_low = nn.Sequential(conv(M_low, N_low, 3, 1), nn.LeakyReLU(inplace=True), conv(N_low, N_low, 5, 2))
         self.gain_low = GainUnits(levels, M_low, init_log_gain)
-        self.hyper_gain_low = GainUnits(levels, N_low)
+        self.hyper_gain_low = GainUnits(levels, N_low, below="linear")
 
     def _add_low_training_parts(self, N: int) -> None:
         """y_low's float hyper-synthesis, which reads both hyper-latents (both at 1/64: the

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liccodec.fixedpoint import BELOW
+
 
 def conv(c_in: int, c_out: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
@@ -114,8 +116,11 @@ class GainUnits(nn.Module):
     they stay positive during training.
     """
 
-    def __init__(self, levels: int, channels: int, init_log_gain: Tensor | None = None):
+    def __init__(self, levels: int, channels: int, init_log_gain: Tensor | None = None, below: str = "geometric"):
         super().__init__()
+        if below not in ("geometric", "linear"):
+            raise ValueError(f"below must be 'geometric' or 'linear', not {below!r}")
+        self.below = below
         init = torch.zeros(levels, channels)
         if init_log_gain is not None:
             init = init + init_log_gain.reshape(levels, 1)
@@ -126,15 +131,20 @@ class GainUnits(nn.Module):
     def levels(self) -> int:
         return self.log_gain.shape[0]
 
-    @staticmethod
-    def _interp(table: Tensor, level: Tensor) -> Tensor:
-        # level: (B,) float in [0, levels-1] -> (B, C, 1, 1)
+    def _interp(self, table: Tensor, level: Tensor) -> Tensor:
+        # level: (B,) float in [-BELOW, levels-1] -> (B, C, 1, 1). Below level 0 (qualities
+        # under 1, never trained) it extrapolates from levels 0 and 1: geometrically, which
+        # kept a log-linear rate-PSNR curve for charm.mse's y gains where linear lost 0.7 dB
+        # at level -1 (session 29, docs/training-history.md), or linearly for the hyper-gains,
+        # whose inverse the decoder extrapolates in integers (runtime.hyper_params).
         top = table.shape[0] - 1
-        level = level.clamp(0, top)
-        lo = level.floor().long().clamp(max=max(top - 1, 0))
+        level = level.clamp(-BELOW if top > 0 else 0, top)
+        lo = level.floor().long().clamp(min=0, max=max(top - 1, 0))
         t = (level - lo.to(level.dtype)).unsqueeze(1)
         hi = (lo + 1).clamp(max=top)
         out = table[lo] + t * (table[hi] - table[lo])
+        if self.below == "geometric" and top > 0 and bool((t < 0).any()):
+            out = torch.where(t < 0, table[0] * (table[1] / table[0]) ** t, out)
         return out[:, :, None, None]
 
     def forward(self, level: Tensor) -> tuple[Tensor, Tensor]:

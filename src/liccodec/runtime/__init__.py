@@ -34,7 +34,7 @@ import numpy as np
 
 from liccodec.entropy import StreamReader, TableSet, reader_of
 from liccodec.errors import FormatError, ModelError
-from liccodec.fixedpoint import (ACT_BITS, ACT_CLIP, EXACT_LIMIT, GAIN_BITS, Q_UNIT, Z_LIMIT, level_of_quality,
+from liccodec.fixedpoint import (ACT_BITS, ACT_CLIP, BELOW, EXACT_LIMIT, GAIN_BITS, Q_UNIT, Z_LIMIT, level_of_quality,
                                  level_split)
 from liccodec.runtime.ops import conv2d, conv_transpose2d, gdn
 from liccodec.tiling import Geometry, TilePolicy, run_tiled
@@ -143,6 +143,8 @@ def hyper_params(hs: IntegerChain, z_median: np.ndarray, inv_hyper_gain: np.ndar
     lo, f = level_split(q_milli, levels)
     hi = min(lo + 1, levels - 1)
     g = inv_hyper_gain[lo] * (Q_UNIT - f) + inv_hyper_gain[hi] * f
+    if f < 0 and g.min() <= 0:  # extrapolated below level 0 past where these weights allow
+        raise FormatError(f"quality {q_milli / Q_UNIT:g} is below what this model's hyper-gains extrapolate to")
     num = ((z_sym << ACT_BITS) + z_median.reshape(1, -1, 1, 1)) * g.reshape(1, -1, 1, 1)
     d = Q_UNIT << GAIN_BITS
     z_hat = (num + d // 2) // d
@@ -176,14 +178,17 @@ def code_slices(nets: list[IntegerChain], thresholds: np.ndarray, scales_q: np.n
     return np.concatenate(syms, axis=1), np.concatenate(mq, axis=1)
 
 
-def gain_at(table: np.ndarray, q_milli: int) -> np.ndarray:
+def gain_at(table: np.ndarray, q_milli: int, below: str = "geometric") -> np.ndarray:
     """Row of a (levels, C) float32 gain table at quality ``q_milli``, as ``nn.GainUnits``
-    computes it: linear interpolation, in float32, between the two trained levels around it."""
+    computes it: linear interpolation, in float32, between the two trained levels around it;
+    below level 0, extrapolation from levels 0 and 1, ``below`` (geometric or linear)."""
     top = table.shape[0] - 1
-    level = min(max(np.float32(level_of_quality(q_milli)), np.float32(0)), np.float32(top))
-    lo = min(int(np.floor(level)), max(top - 1, 0))
+    level = min(max(np.float32(level_of_quality(q_milli)), np.float32(-BELOW if top else 0)), np.float32(top))
+    lo = min(max(int(np.floor(level)), 0), max(top - 1, 0))
     hi = min(lo + 1, top)
     t = np.float32(level - lo)
+    if t < 0 and below == "geometric":
+        return table[0] * (table[1] / table[0]) ** t
     return table[lo] + t * (table[hi] - table[lo])
 
 

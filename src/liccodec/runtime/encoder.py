@@ -110,7 +110,7 @@ class Encoder(ExactModel):
             raise ValueError(f"quality map of {np.shape(qmap)} for y of {tuple(y.shape[-2:])}")
         y_g = np.asarray(y, dtype=np.float32) * self.gains(q_milli, qmap)
         z = self.h_a(y_g) if tile is None else run_tiled(self.h_a, y_g, Geometry.of(self.h_a), tile)
-        return y_g, z * gain_at(self.hyper_gain, q_milli).reshape(1, -1, 1, 1)
+        return y_g, z * gain_at(self.hyper_gain, q_milli, below="linear").reshape(1, -1, 1, 1)
 
     # -- the exact part: the decoder's integer code ------------------------------------------------
     def code(self, y_g: np.ndarray, z_g: np.ndarray, q_milli: int, tile: int | None = None) -> dict[str, bytes]:
