@@ -13,8 +13,9 @@ then the difference between the image and what that decodes to, with a plain tra
 2. ``LEVELS`` levels of the CDF 9/7 wavelet (the JPEG 2000 irreversible filter, lifting as in
    ``liccodec.nn.wavelet``, here in numpy: the decoder does not import torch), after
    padding to a multiple of ``2**LEVELS`` by whole-sample symmetry;
-3. every coefficient quantised with one step (dead-zone rounding in the encoder,
-   reconstruction ``sign(q) * (|q| - bias) * step`` in the decoder);
+3. every coefficient quantised with one step (in the encoder, dead-zone rounding and then
+   a rate-distortion pass that moves a value one step towards zero where the bits saved are
+   worth more than the error added; in the decoder, ``sign(q) * (|q| - bias) * step``);
 4. the integers coded with rANS (``liccodec.entropy``), each with one of ``TABLES`` fixed
    two-sided geometric tables. Its table is chosen per (band, channel, context) by the
    encoder, which writes the choices in the stream; the context is the coefficient's
@@ -29,7 +30,7 @@ base layer's, they may differ between machines by one code value where a float s
 on a rounding boundary.
 
 Measured in session 29 (docs/residual.md): on Kodak, charm.mse plus the layer reaches
-39-51 dB (qualities 9-12), 3.2% behind AVIF 4:4:4 and 8.2% behind JPEG 2000 in BD-rate.
+39-51 dB (qualities 9-12), 2.2% behind AVIF 4:4:4 and 7.0% behind JPEG 2000 in BD-rate.
 
 Stream layout (docs/format.md, "Residual layer"): ``u8 levels``, ``varint step`` (in 1/64
 of a code value), ``u8 bias`` (in 1/256 of a step), ``varint`` length of the zlib-deflated
@@ -55,8 +56,9 @@ TABLES = 64
 CONTEXTS = 48           # 2 phases x 8 activity classes x 3 cross-channel classes
 STEP_UNIT = 64          # the stream's step is in 1/64 of a code value
 MAX_LEVELS = 5
-DEAD_ZONE = 0.15        # encoder only: |c| / step below 0.5 + DEAD_ZONE rounds to zero
+DEAD_ZONE = 0.05        # encoder only: |c| / step below 0.5 + DEAD_ZONE rounds to zero, before RDO
 BIAS = 0                # reconstruction offset towards zero, in 1/256 of a step
+RDO = 0.15              # encoder only: weight of the bits against the squared error in steps (0: off)
 
 _S3, _S2, _S6 = np.float32(3 ** 0.5), np.float32(2 ** 0.5), np.float32(6 ** 0.5)
 # CDF 9/7 lifting steps and gain (liccodec.nn.wavelet holds the same numbers for torch)
@@ -231,6 +233,54 @@ def _parent(bands_mag: list[np.ndarray], band: int, c: int, shape: tuple[int, in
 
 # ---- coding ----------------------------------------------------------------------------------
 
+def _band_steps(q: np.ndarray, mags: list[np.ndarray], band: int) -> tuple[list, np.ndarray]:
+    """The decoding steps of a quantised band, (channel, positions, contexts) each, and its
+    magnitudes, as the decoder will see them."""
+    mag = np.zeros_like(q)
+    absq = np.abs(q)
+    phase = _phase(q.shape[1:])
+    steps = []
+    for phase1 in (False, True):
+        where = phase if phase1 else ~phase
+        for c in range(3):
+            steps.append((c, where, _contexts(phase1, mag, _parent(mags, band, c, q.shape[1:]), c)[where]))
+            mag[c][where] = absq[c][where]
+    return steps, mag
+
+
+def _choose(q: np.ndarray, steps: list, choice: np.ndarray) -> None:
+    """Fill ``choice`` (3, CONTEXTS) with each context's cheapest table for the band's values."""
+    costs = _costs()
+    absq = np.abs(q)
+    for c in range(3):
+        hist = np.zeros((CONTEXTS, costs.shape[1]), np.int64)
+        for _, where, ctx in steps[c::3]:
+            np.add.at(hist, (ctx, np.minimum(absq[c][where], costs.shape[1] - 1)), 1)
+        best = np.argmin(hist @ costs.T, axis=1)
+        used = hist.sum(1) > 0
+        # unused contexts repeat the last used choice before them, which deflates well
+        last = np.maximum.accumulate(np.where(used, np.arange(CONTEXTS), 0))
+        choice[c] = np.where(used, best, best[last])
+
+
+def _rdo(q: np.ndarray, ratio: np.ndarray, steps: list, choice: np.ndarray) -> np.ndarray:
+    """Rate-distortion optimised quantisation: each non-zero value moves one step towards
+    zero where that lowers ``(squared error in steps) + RDO * bits`` under its table."""
+    costs = _costs()
+    out = q.copy()
+    for c, where, ctx in steps:
+        v = np.abs(q[c][where])
+        t = choice[c][ctx]
+        top = costs.shape[1] - 1
+        gain = ((ratio[c][where] - (v - 1)) ** 2 - (ratio[c][where] - v) ** 2
+                + RDO * (costs[t, np.minimum(v - 1, top)] - costs[t, np.minimum(v, top)]))
+        lower = (v > 0) & (gain < 0)
+        vals = q[c][where]
+        vals[lower] -= np.sign(vals[lower])
+        out[c][where] = vals
+    return out
+
+
 def encode(x: np.ndarray, x_hat: np.ndarray, step: int, levels: int = LEVELS) -> bytes:
     """The ``residual`` stream of image ``x`` (H, W, 3 uint8) over its base layer ``x_hat``
     (what the base decodes to), with quantisation step ``step`` (1/64 of a code value)."""
@@ -239,33 +289,19 @@ def encode(x: np.ndarray, x_hat: np.ndarray, step: int, levels: int = LEVELS) ->
     r = _to_colour(x.astype(np.int16) - x_hat.astype(np.int16))
     r = np.pad(r, ((0, 0), (0, hp - h), (0, wp - w)), mode="symmetric")
     delta = step / STEP_UNIT
-    quant = []
-    for b in wavedec(r, levels):
-        q = np.floor(np.abs(b) / delta + (0.5 - DEAD_ZONE)).astype(np.int64)
-        quant.append(np.sign(b).astype(np.int64) * q)
+    coeffs = wavedec(r, levels)
+    quant = [np.sign(b).astype(np.int64) * np.floor(np.abs(b) / delta + (0.5 - DEAD_ZONE)).astype(np.int64)
+             for b in coeffs]
     choice = np.zeros((len(quant), 3, CONTEXTS), np.uint8)
     writer = StreamWriter()
-    costs = _costs()
     mags: list[np.ndarray] = []
     for band, q in enumerate(quant):
-        mag = np.zeros_like(q)
-        absq = np.abs(q)
-        phase = _phase(q.shape[1:])
-        steps = []  # (channel, positions, contexts) in decoding order
-        for phase1 in (False, True):
-            where = phase if phase1 else ~phase
-            for c in range(3):
-                steps.append((c, where, _contexts(phase1, mag, _parent(mags, band, c, q.shape[1:]), c)[where]))
-                mag[c][where] = absq[c][where]
-        for c in range(3):
-            hist = np.zeros((CONTEXTS, costs.shape[1]), np.int64)
-            for _, where, ctx in steps[c::3]:
-                np.add.at(hist, (ctx, np.minimum(absq[c][where], costs.shape[1] - 1)), 1)
-            best = np.argmin(hist @ costs.T, axis=1)
-            used = hist.sum(1) > 0
-            # unused contexts repeat the last used choice before them, which deflates well
-            last = np.maximum.accumulate(np.where(used, np.arange(CONTEXTS), 0))
-            choice[band, c] = np.where(used, best, best[last])
+        steps, mag = _band_steps(q, mags, band)
+        _choose(q, steps, choice[band])
+        if RDO:
+            q = quant[band] = _rdo(q, np.abs(coeffs[band]) / delta, steps, choice[band])
+            steps, mag = _band_steps(q, mags, band)
+            _choose(q, steps, choice[band])
         for c, where, ctx in steps:
             writer.add(tables(), q[c][where], choice[band, c][ctx])
         mags.append(mag)
