@@ -152,10 +152,11 @@ def test_codec_codes_above_the_top_level_as_format_4(tiny, photo):
     img = Image.fromarray(photo)
     top = liccodec.encode(img, model=tiny, quality=spec.quality_max)
     assert read_header(top).major == 2
-    psnr_top = _psnr(decode_rgb(top)[1], photo)
-    last = psnr_top
-    for q in (spec.quality_max + 0.5, spec.quality_max + 2, quality_top(spec)):
+    last, size = _psnr(decode_rgb(top)[1], photo), len(top)
+    for q in (spec.quality_max + 0.01, spec.quality_max + 0.5, spec.quality_max + 2, quality_top(spec)):
         data = liccodec.encode(img, model=tiny, quality=q)
+        assert len(data) > size  # never fewer bytes, never a lower PSNR (below) for a higher quality
+        size = len(data)
         h = read_header(data)
         assert (h.major, h.quality) == (RESIDUAL_MAJOR, round(q * 1000))
         assert RESIDUAL_STREAM in h.streams

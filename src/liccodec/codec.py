@@ -66,11 +66,11 @@ def quality_bottom(spec: WeightSpec) -> float:
 
 def base_milli(spec: WeightSpec, q: int) -> int:
     """The quality (thousandths) of the latents of a file of quality ``q``: ``q`` up to the
-    top level; above it (format 4.x, a residual layer), one level below the top, from which
-    the residual layer gave the better curve on Kodak (docs/residual.md). Part of the format:
-    a 4.x file's quality field is ``q``, and its decoder codes the latents at this."""
-    top = round(spec.quality_max * 1000)
-    return q if q <= top else max(round(spec.quality_min * 1000), top - 1000)
+    top level, the top level above it (format 4.x, a residual layer). Part of the format: a
+    4.x file's quality field is ``q``, and its decoder codes the latents at this. (The level
+    below the top made a better curve on Kodak, but just above the top it gave smooth
+    images bigger files at a lower PSNR than the top level: docs/residual.md.)"""
+    return min(q, round(spec.quality_max * 1000))
 
 
 def quality_milli(spec: WeightSpec, quality: float | None, extended: bool = True) -> int:

@@ -5,7 +5,7 @@ raising the top needs wider transforms trained far longer than this project's CP
 (docs/training-history.md, "The top of the range"). The residual layer goes above it the
 way lossy-plus-residual coders do (Bai et al., "Learning scalable l-infinity-constrained
 near-lossless image compression via joint lossy image and residual compression", CVPR 2021):
-the file codes the image with the model at the level below its top (``codec.base_milli``),
+the file codes the image with the model at its top level (``codec.base_milli``),
 then the difference between the image and what that decodes to, with a plain transform coder:
 
 1. ``r = x - x_hat`` per pixel, in 8-bit units, turned by the orthonormal colour transform
@@ -30,7 +30,7 @@ base layer's, they may differ between machines by one code value where a float s
 on a rounding boundary.
 
 Measured in session 29 (docs/residual.md): on Kodak, charm.mse plus the layer reaches
-39-51 dB (qualities 9-12), 2.2% behind AVIF 4:4:4 and 7.0% behind JPEG 2000 in BD-rate.
+39-51 dB (qualities 9-12), 4.2% behind AVIF 4:4:4 and 8.9% behind JPEG 2000 in BD-rate.
 
 Stream layout (docs/format.md, "Residual layer"): ``u8 levels``, ``varint step`` (in 1/64
 of a code value), ``u8 bias`` (in 1/256 of a step), ``varint`` length of the zlib-deflated
