@@ -16,7 +16,7 @@ from liccodec.imageio import split
 from liccodec.ratecontrol import (Candidates, Target, TargetNotMet, boundary_search, bpp_limit, encode_to_target,
                                   parse_size)
 
-LO, HI = 1000, 7000
+LO, HI = 0, 11000  # the search range: levels 1-7, extrapolated to 0, residual layer to 11
 
 
 @pytest.mark.parametrize("text, n", [("50000", 50000), ("50k", 50000), ("50K", 50000), ("1.5M", 1500000),

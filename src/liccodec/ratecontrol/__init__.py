@@ -292,8 +292,18 @@ class Candidates:
 
 
 def quality_bounds(spec: WeightSpec) -> tuple[int, int]:
-    """The model's quality range in thousandths."""
+    """The model's trained quality range in thousandths."""
     return round(spec.quality_min * MILLI), round(spec.quality_max * MILLI)
+
+
+def search_bounds(spec: WeightSpec) -> tuple[int, int]:
+    """The qualities a one-image target searches, in thousandths: the whole range, from the
+    extrapolated qualities below the lowest level to the residual layer's above the top
+    (``codec.quality_bottom``, ``codec.quality_top``); file size and PSNR grow with quality
+    across both joins (docs/residual.md). Folder allocation stays on the trained levels."""
+    from liccodec.codec import quality_bottom, quality_top
+
+    return round(quality_bottom(spec) * MILLI), round(quality_top(spec) * MILLI)
 
 
 def log_lambda_per_milli(spec: WeightSpec) -> float:
@@ -315,7 +325,7 @@ def encode_to_target(source: Planes | Analysis, target: Target, model: str = DEF
     t0 = time.time()
     an = source if isinstance(source, Analysis) else analyse(source, model)
     spec = an.spec
-    lo, hi = quality_bounds(spec)
+    lo, hi = search_bounds(spec)
     start = min(max(round(spec.quality_default * MILLI), lo), hi)
     per_milli = log_lambda_per_milli(spec)
     cands = Candidates(an)
