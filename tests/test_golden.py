@@ -2,9 +2,10 @@
 the exact bytes they wrote when these files were made.
 
 ``tests/golden/`` holds small .lic files of two crops of the bundled photo, coded with each
-shipped model at two qualities, and ``golden.json`` with the sha256 of each file and of its
-decoded latent integers (y symbols and the fixed-point means that decide the coder's
-parameters). Pixels are not recorded: the float synthesis may differ by an ulp across
+shipped model at two qualities (and with charm.mse below its lowest level and above its top,
+``BEYOND``), and ``golden.json`` with the sha256 of each file and of its decoded latent
+integers (y symbols and the fixed-point means that decide the coder's parameters; for a 4.x
+file also its residual layer's integers). Pixels are not recorded: the float synthesis may differ by an ulp across
 machines and precisions; the latents may not.
 
 Decoding is integer arithmetic, so its check holds on every machine. Encoding runs the float
@@ -41,6 +42,9 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 CROPS = {"chelsea-128x96": (slice(40, 136), slice(120, 248)),
          "chelsea-64x64": (slice(150, 214), slice(300, 364))}
 QUALITIES = (2.0, 6.35)   # a trained level and an interpolated one
+#: (model, quality, crop) beyond the trained levels (session 29): an extrapolated quality below
+#: the lowest (a 2.0 file) and one above the top, with a residual layer (a 4.0 file)
+BEYOND = (("charm.mse", 0.5, "chelsea-128x96"), ("charm.mse", 10.0, "chelsea-128x96"))
 
 
 def _crop(name: str) -> np.ndarray:
@@ -63,15 +67,18 @@ def _latents(data: bytes, tile: int | None = None, numpy: bool = False) -> tuple
     from liccodec.entropy import reader_of
     from liccodec.weights import load_model
 
+    from liccodec.codec import base_milli
+
     header, streams = unpack(data)
     spec = _spec_for(header)
     net = runtime.load_decoder(spec.id) if numpy else load_model(spec.id)
     ds = net.downsampling
     z_hw = (-(-header.height // ds), -(-header.width // ds))
+    q = base_milli(spec, header.quality)  # a 4.x file's latents are at the top level
     if not numpy:
-        return tuple(t.numpy() for t in net.latent.decode_latents(streams, z_hw, header.quality, tile))
+        return tuple(t.numpy() for t in net.latent.decode_latents(streams, z_hw, q, tile))
     reader = reader_of(streams)
-    out = net.decode_latents(reader, z_hw, header.quality, tile)
+    out = net.decode_latents(reader, z_hw, q, tile)
     reader.finish()
     return out
 
@@ -83,12 +90,28 @@ def _latent_hash(data: bytes, tile: int | None = None, numpy: bool = False) -> s
     return h.hexdigest()
 
 
+def _residual_hash(data: bytes) -> str | None:
+    """sha256 of a 4.x file's residual-layer integers (None for other files)."""
+    from liccodec import residual
+    from liccodec.container import RESIDUAL_STREAM, unpack
+
+    header, streams = unpack(data)
+    if RESIDUAL_STREAM not in streams:
+        return None
+    bands, step, bias = residual.decode_integers(streams[RESIDUAL_STREAM], header.height, header.width)
+    h = hashlib.sha256(f"{step} {bias}".encode())
+    for q in bands:
+        h.update(np.ascontiguousarray(q, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
 def _cases() -> list[tuple[str, str, float, str]]:
     """(file name, model, quality, crop) of every golden file."""
     from liccodec.codec import list_models
 
-    return [(f"{m.id}-{c}-q{q:g}.lic", m.id, q, c)
-            for m in sorted(list_models(), key=lambda s: s.id) for c in CROPS for q in QUALITIES]
+    return ([(f"{m.id}-{c}-q{q:g}.lic", m.id, q, c)
+             for m in sorted(list_models(), key=lambda s: s.id) for c in CROPS for q in QUALITIES]
+            + [(f"{m}-{c}-q{q:g}.lic", m, q, c) for m, q, c in BEYOND])
 
 
 def _record() -> dict:
@@ -129,6 +152,8 @@ def regenerate() -> None:
         (GOLDEN / name).write_bytes(data)
         files[name] = {"model": model, "weights_sha256": get_spec(model).sha256, "quality": q, "crop": crop,
                        "sha256": hashlib.sha256(data).hexdigest(), "latents_sha256": _latent_hash(data)}
+        if _residual_hash(data):
+            files[name]["residual_sha256"] = _residual_hash(data)
     rec = {"env": _environment(), "files": files}
     (GOLDEN / "golden.json").write_text(json.dumps(rec, indent=1) + "\n")
 
@@ -156,6 +181,7 @@ def test_golden_file_decodes_to_its_latents(name):
     assert hashlib.sha256(data).hexdigest() == entry["sha256"]
     assert _latent_hash(data) == entry["latents_sha256"]
     assert _latent_hash(data, tile=4) == entry["latents_sha256"]  # tiled decoding: same integers
+    assert _residual_hash(data) == entry.get("residual_sha256")
     # the numpy decoder that lic decode runs (for its architectures; the zoo's decode in torch):
     # the same integers, whole and tiled
     from liccodec import runtime

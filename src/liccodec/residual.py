@@ -322,11 +322,11 @@ def describe(data: bytes) -> dict[str, float]:
     return {"levels": data[0], "step": step / STEP_UNIT, "bias": data[pos] / 256}
 
 
-def decode(data: bytes, x_hat: np.ndarray) -> np.ndarray:
-    """The image (H, W, 3 uint8) that the ``residual`` stream ``data`` and the base layer's
-    ``x_hat`` decode to. A malformed stream raises ``FormatError``; the rANS words must be long
+def decode_integers(data: bytes, h: int, w: int) -> tuple[list[np.ndarray], float, int]:
+    """The quantised coefficients of the ``residual`` stream ``data`` of an H x W image, one
+    (3, h_b, w_b) int64 array a band in decoding order, its step (code values) and its bias (in
+    1/256 of a step). A malformed stream raises ``FormatError``; the rANS words must be long
     enough for the image's coefficients before they are decoded."""
-    h, w = x_hat.shape[:2]
     if len(data) < 4:
         raise FormatError("residual stream is truncated")
     levels = data[0]
@@ -361,7 +361,6 @@ def decode(data: bytes, x_hat: np.ndarray) -> np.ndarray:
     # every symbol takes at least the narrowest table's floor: refuse a stream too short for
     # the declared size before the coefficients are allocated
     reader.check_room(t, np.bincount([0], minlength=TABLES) * sum(3 * a * b for a, b in shapes))
-    delta = np.float32(step / STEP_UNIT)
     bands, mags = [], []
     for band, shape in enumerate(shapes):
         q = np.zeros((3,) + shape, np.int64)
@@ -374,8 +373,17 @@ def decode(data: bytes, x_hat: np.ndarray) -> np.ndarray:
                 q[c][where] = reader.take(t, choice[band, c][ctx])
                 mag[c][where] = np.abs(q[c][where])
         mags.append(mag)
-        level = np.where(q == 0, 0.0, np.abs(q) - bias / 256) * float(delta)
-        bands.append((np.sign(q) * level).astype(np.float32))
+        bands.append(q)
     reader.finish()
+    return bands, step / STEP_UNIT, bias
+
+
+def decode(data: bytes, x_hat: np.ndarray) -> np.ndarray:
+    """The image (H, W, 3 uint8) that the ``residual`` stream ``data`` and the base layer's
+    ``x_hat`` decode to (:func:`decode_integers`, then the float reconstruction)."""
+    h, w = x_hat.shape[:2]
+    quant, delta, bias = decode_integers(data, h, w)
+    bands = [(np.sign(q) * np.where(q == 0, 0.0, np.abs(q) - bias / 256) * delta).astype(np.float32)
+             for q in quant]
     r = _from_colour(waverec(bands))[:h, :w]
     return np.clip(np.rint(x_hat.astype(np.float32) + r), 0, 255).astype(np.uint8)
