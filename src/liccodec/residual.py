@@ -39,12 +39,12 @@ escapes (zigzag varints) to the end.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from functools import lru_cache
 
 import numpy as np
 
-from liccodec.container.format import RESIDUAL_STREAM as STREAM
 from liccodec.container.varint import decode as read_varint, encode as write_varint
 from liccodec.entropy import StreamReader, StreamWriter, TableSet
 from liccodec.errors import FormatError
@@ -60,7 +60,7 @@ DEAD_ZONE = 0.05        # encoder only: |c| / step below 0.5 + DEAD_ZONE rounds 
 BIAS = 0                # reconstruction offset towards zero, in 1/256 of a step
 RDO = 0.15              # encoder only: weight of the bits against the squared error in steps (0: off)
 
-_S3, _S2, _S6 = np.float32(3 ** 0.5), np.float32(2 ** 0.5), np.float32(6 ** 0.5)
+_S3, _S2, _S6 = np.float32(math.sqrt(3)), np.float32(math.sqrt(2)), np.float32(math.sqrt(6))  # IEEE: exact rounding
 # CDF 9/7 lifting steps and gain (liccodec.nn.wavelet holds the same numbers for torch)
 _LIFT = ((True, -1.586134342), (False, -0.05298011854), (True, 0.8829110762), (False, 0.4435068522))
 _K97 = 1.149604398
