@@ -167,6 +167,15 @@ def test_codec_codes_above_the_top_level_as_format_4(tiny, photo):
     assert last > 45
 
 
+def test_every_architecture_codes_above_its_top(tiny_each, photo):
+    spec = get_spec(tiny_each)
+    img = Image.fromarray(photo)
+    top = liccodec.encode(img, model=tiny_each, quality=spec.quality_max)
+    data = liccodec.encode(img, model=tiny_each, quality=spec.quality_max + 1.5)
+    assert read_header(data).major == RESIDUAL_MAJOR and len(data) > len(top)
+    assert _psnr(np.asarray(liccodec.decode(data)), photo) > _psnr(decode_rgb(top)[1], photo)
+
+
 def test_every_mode_and_the_analysis_path_code_above_the_top(tiny, photo):
     from liccodec.codec import analyse, encode_analysis
     from liccodec.imageio import split
