@@ -1,5 +1,4 @@
 """The residual layer (liccodec.residual; format 4.x): qualities above a model's top level."""
-import io
 import time
 
 import numpy as np

@@ -293,9 +293,7 @@ def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | N
     :func:`encode_planes`."""
     caption = check_caption(caption)
     spec = analysis.spec
-    if not (round(quality_bottom(spec) * 1000) <= q_milli <= round(quality_top(spec) * 1000)):
-        raise UsageError(f"quality {q_milli / 1000:g} is outside {spec.id}'s range "
-                         f"[{quality_bottom(spec):g}, {quality_top(spec):g}]")
+    quality_milli(spec, q_milli / 1000)  # the range check
     net = _encoder(spec)
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else int(q_milli) if qmap is None else base_quality(qmap)

@@ -212,20 +212,21 @@ def _neighbours(a: np.ndarray) -> np.ndarray:
     return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
 
 
-def _contexts(phase1: bool, mag: np.ndarray, parent: np.ndarray | None, c: int) -> np.ndarray:
-    """Context (0..CONTEXTS-1) of channel ``c``'s coefficients of one phase of a band, from
-    ``mag`` (3, h, w): the magnitudes decoded so far in this band (zero where not yet), and
-    ``parent`` (h, w): the magnitudes one level coarser, upsampled, for phase 0 (or None)."""
+def _contexts(phase1: bool, mag: np.ndarray, mags: list[np.ndarray], band: int, c: int) -> np.ndarray:
+    """Context (0..CONTEXTS-1) of channel ``c``'s coefficients of one phase of band ``band``,
+    from ``mag`` (3, h, w), the magnitudes decoded so far in this band (zero where not yet),
+    and ``mags``, those of the bands before it (:func:`_phase0_activity`, for phase 0)."""
     if phase1:
         activity = _neighbours(mag[c])
     else:
-        activity = 4 * parent if parent is not None else np.zeros(mag.shape[1:], np.int64)
+        around = _phase0_activity(mags, band, c, mag.shape[1:])
+        activity = 4 * around if around is not None else np.zeros(mag.shape[1:], np.int64)
     ka = np.searchsorted(_ACTIVITY, activity, side="right")
     kb = np.minimum(mag[:c].sum(0), 2) if c else np.zeros_like(ka)
     return int(phase1) * 24 + ka * 3 + kb
 
 
-def _parent(bands_mag: list[np.ndarray], band: int, c: int, shape: tuple[int, int]) -> np.ndarray | None:
+def _phase0_activity(bands_mag: list[np.ndarray], band: int, c: int, shape: tuple[int, int]) -> np.ndarray | None:
     """What phase 0 of a band knows around each position: the magnitude of the same
     orientation one level coarser (repeated 2x2), plus those of the bands of its own level
     decoded before it (LH before HL before HH) at the same place; None for the LL band.
@@ -253,7 +254,7 @@ def _band_steps(q: np.ndarray, mags: list[np.ndarray], band: int) -> tuple[list,
     for phase1 in (False, True):
         where = phase if phase1 else ~phase
         for c in range(3):
-            steps.append((c, where, _contexts(phase1, mag, _parent(mags, band, c, q.shape[1:]), c)[where]))
+            steps.append((c, where, _contexts(phase1, mag, mags, band, c)[where]))
             mag[c][where] = absq[c][where]
     return steps, mag
 
@@ -360,9 +361,8 @@ def decode_integers(data: bytes, h: int, w: int) -> tuple[list[np.ndarray], floa
         raise FormatError(f"residual stream: bad table choices ({e})") from None
     if len(raw) != size or not inflater.eof or inflater.unused_data:
         raise FormatError("residual stream: the table choices do not inflate to their size")
+    # every byte names one of the TABLES = 256 tables
     choice = np.frombuffer(raw, np.uint8).reshape(len(shapes), 3, CONTEXTS).astype(np.int64)
-    if choice.max() >= TABLES:
-        raise FormatError("residual stream: table index out of range")
     nw, pos = read_varint(data, pos + n, "residual stream")
     if pos + nw > len(data):
         raise FormatError("residual stream is truncated")
@@ -380,7 +380,7 @@ def decode_integers(data: bytes, h: int, w: int) -> tuple[list[np.ndarray], floa
         for phase1 in (False, True):
             where = phase if phase1 else ~phase
             for c in range(3):
-                ctx = _contexts(phase1, mag, _parent(mags, band, c, shape), c)[where]
+                ctx = _contexts(phase1, mag, mags, band, c)[where]
                 q[c][where] = reader.take(t, choice[band, c][ctx])
                 mag[c][where] = np.abs(q[c][where])
         mags.append(mag)
