@@ -142,7 +142,7 @@ def _flip_last_payload_byte(data: bytes) -> bytes:
 
 @pytest.mark.parametrize("damage, cause, text", [
     (lambda d: d[:12], FormatError, "header is shorter than its fields|exceeds the file"),
-    (lambda d: d[:4] + b"\x05" + d[5:], VersionError, r"unsupported .lic format version 5\.0"),
+    (lambda d: d[:4] + b"\x06" + d[5:], VersionError, r"unsupported .lic format version 6\.0"),
 ])
 def test_a_bad_header_fails_in_open_with_liccodecs_text(default_file, damage, cause, text):
     with pytest.raises(OSError, match=text) as e:

@@ -1,4 +1,5 @@
-"""The residual layer (liccodec.residual; format 4.x): qualities above a model's top level."""
+"""The residual layer (liccodec.residual; format 5.0, and 4.0 read): qualities above a
+model's ``residual_from`` (its top level unless its manifest names a lower one)."""
 import time
 
 import numpy as np
@@ -8,8 +9,10 @@ from PIL import Image
 
 import liccodec
 from liccodec import residual
-from liccodec.codec import decode_rgb, quality_top
-from liccodec.container import RESIDUAL_MAJOR, RESIDUAL_STREAM, QMAP_STREAM, Header, Mode, pack, read_header, unpack
+from liccodec.codec import decode_rgb, quality_bottom, quality_top
+from liccodec.container import (RESIDUAL_MAJOR, RESIDUAL_STREAM, RESIDUAL_TOP_MAJOR, QMAP_STREAM, Header, Mode, pack,
+                                read_header, unpack)
+from liccodec.container.varint import decode as read_varint, encode as write_varint
 from liccodec.errors import FormatError, LicError, UsageError
 from liccodec.nn.wavelet import wavedec2
 from liccodec.weights import get_spec
@@ -85,10 +88,11 @@ def test_finer_steps_cost_more_and_give_more():
     assert psnrs[-1] > 50  # step 1: within rounding of the image
 
 
-def test_step_for_spans_the_extra_range():
-    assert residual.step_for(8001, 8000) == pytest.approx(32 * residual.STEP_UNIT, rel=1e-3)
-    assert residual.step_for(12000, 8000) == 2 * residual.STEP_UNIT
-    steps = [residual.step_for(8000 + d, 8000) for d in range(1, 4001, 250)]
+def test_step_for_halves_with_each_quality():
+    assert residual.step_for(8001, 8000) == pytest.approx(64 * residual.STEP_UNIT, rel=1e-3)
+    assert residual.step_for(12000, 8000) == 4 * residual.STEP_UNIT
+    assert residual.step_for(12000, 7000) == 2 * residual.STEP_UNIT  # charm.mse's finest: from 7 to 12
+    steps = [residual.step_for(6000 + d, 6000) for d in range(1, 6001, 250)]
     assert steps == sorted(steps, reverse=True)
 
 
@@ -145,24 +149,104 @@ def test_a_tiny_stream_cannot_claim_a_big_image():
     assert time.perf_counter() - t0 < 2.0  # refused before the coefficients are decoded
 
 
-def test_codec_codes_above_the_top_level_as_format_4(tiny, photo):
-    spec = get_spec(tiny)
+@pytest.fixture()
+def tiny_from_below(tiny_models_dir, tmp_path, monkeypatch):
+    """The tiny msh with ``residual_from`` one level below its top, as charm.mse's."""
+    import json
+
+    raw = json.loads((tiny_models_dir / "manifest.json").read_text())
+    entry = raw["models"]["msh.tiny"]
+    entry["quality"]["residual_from"] = entry["quality"]["max"] - 1
+    (tmp_path / entry["file"]).symlink_to(tiny_models_dir / entry["file"])
+    (tmp_path / "manifest.json").write_text(json.dumps({**raw, "models": {"msh.tiny": entry}}))
+    monkeypatch.setenv("LICCODEC_MODELS", str(tmp_path))
+    return "msh.tiny"
+
+
+def _base_of(data: bytes) -> int:
+    return read_varint(unpack(data)[1][RESIDUAL_STREAM], 0)[0]
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_codec_codes_above_residual_from_as_format_5(request, below, photo):
+    # the plain tiny model's layer starts at its top level
+    model = request.getfixturevalue("tiny_from_below" if below else "tiny")
+    spec = get_spec(model)
+    start = spec.quality_max - 1 if below else spec.quality_max
     img = Image.fromarray(photo)
-    top = liccodec.encode(img, model=tiny, quality=spec.quality_max)
-    assert read_header(top).major == 2
-    last, size = _psnr(decode_rgb(top)[1], photo), len(top)
-    for q in (spec.quality_max + 0.01, spec.quality_max + 0.5, spec.quality_max + 2, quality_top(spec)):
-        data = liccodec.encode(img, model=tiny, quality=q)
+    plain = liccodec.encode(img, model=model, quality=start)
+    assert read_header(plain).major == 2
+    last, size = _psnr(decode_rgb(plain)[1], photo), len(plain)
+    for q in (start + 0.01, start + 0.5, start + 1, start + 2, quality_top(spec)):
+        data = liccodec.encode(img, model=model, quality=q)
         assert len(data) > size  # never fewer bytes, never a lower PSNR (below) for a higher quality
         size = len(data)
         h = read_header(data)
         assert (h.major, h.quality) == (RESIDUAL_MAJOR, round(q * 1000))
-        assert RESIDUAL_STREAM in h.streams
+        assert _base_of(data) == round(start * 1000)  # the latents' quality, in the stream
         out = np.asarray(liccodec.decode(data))
         assert out.shape == photo.shape
         assert _psnr(out, photo) > last
         last = _psnr(out, photo)
     assert last > 45
+
+
+def _as_format_4(data: bytes) -> bytes:
+    """A 5.0 file over the top level rewritten as the 4.0 file liccodec 0.2 wrote: no base field."""
+    import struct
+    import zlib
+
+    header, streams = unpack(data)
+    stream = streams[RESIDUAL_STREAM]
+    streams[RESIDUAL_STREAM] = stream[read_varint(stream, 0)[1]:]
+    out = bytearray(pack(header, streams))
+    out[4] = RESIDUAL_TOP_MAJOR
+    out[-4:] = struct.pack("<I", zlib.crc32(bytes(out[:-4])))
+    return bytes(out)
+
+
+def test_format_4_files_still_decode(tiny, photo):
+    spec = get_spec(tiny)
+    data = liccodec.encode(Image.fromarray(photo), model=tiny, quality=spec.quality_max + 1)
+    old = _as_format_4(data)
+    assert read_header(old).major == RESIDUAL_TOP_MAJOR
+    assert np.array_equal(decode_rgb(old)[1], decode_rgb(data)[1])
+    header, streams = unpack(data)
+    header.quality = round(spec.quality_max * 1000)  # a 4.0 file's quality lies above the top
+    with pytest.raises(FormatError, match="residual range"):
+        decode_rgb(_as_format_4(pack(header, streams)))
+
+
+def test_a_region_above_residual_from_keeps_the_models_levels(tiny_from_below, photo):
+    """--roi codes its qualities with the model's own levels (a 3.0 file), also where a
+    uniform quality that high would build a residual layer; a uniform request still does."""
+    spec = get_spec(tiny_from_below)
+    img = Image.fromarray(photo)
+    mask = np.zeros(photo.shape[:2], bool)
+    mask[:32] = True
+    data = liccodec.encode(img, model=tiny_from_below, quality=spec.quality_max, roi=mask)
+    h = read_header(data)
+    assert h.major == 3 and RESIDUAL_STREAM not in h.streams
+    assert liccodec.decode(data).size == img.size
+    whole = liccodec.encode(img, model=tiny_from_below, quality=spec.quality_max, roi=np.ones_like(mask))
+    assert whole == liccodec.encode(img, model=tiny_from_below, quality=spec.quality_max)
+    assert read_header(whole).major == RESIDUAL_MAJOR
+
+
+def test_the_base_field_is_checked(tiny_from_below, photo):
+    spec = get_spec(tiny_from_below)
+    q = spec.quality_max + 1
+    header, streams = unpack(liccodec.encode(Image.fromarray(photo), model=tiny_from_below, quality=q))
+    body = streams[RESIDUAL_STREAM][read_varint(streams[RESIDUAL_STREAM], 0)[1]:]
+    lo, top = round(quality_bottom(spec) * 1000), round(spec.quality_max * 1000)
+    for base in (top, lo):  # other bases in the range decode (to another picture)
+        assert decode_rgb(pack(header, {**streams, RESIDUAL_STREAM: write_varint(base) + body}))[1].shape == photo.shape
+    for base in [top + 1, 2 ** 32 - 1] + ([lo - 1] if lo else []):
+        with pytest.raises(FormatError, match="residual layer over quality"):
+            decode_rgb(pack(header, {**streams, RESIDUAL_STREAM: write_varint(base) + body}))
+    header.quality = top - 1000  # not above its base
+    with pytest.raises(FormatError, match="residual layer over quality"):
+        decode_rgb(pack(header, {**streams, RESIDUAL_STREAM: write_varint(top - 1000) + body}))
 
 
 def test_every_architecture_codes_above_its_top(tiny_each, photo):
@@ -207,16 +291,17 @@ def test_a_broken_residual_layer_is_a_clean_error(tiny, photo):
     spec = get_spec(tiny)
     data = liccodec.encode(Image.fromarray(photo), model=tiny, quality=spec.quality_max + 1)
     header, streams = unpack(data)
-    for broken in (streams[RESIDUAL_STREAM][:5], b"\x02" + streams[RESIDUAL_STREAM][1:3]):
+    for broken in (streams[RESIDUAL_STREAM][:5], streams[RESIDUAL_STREAM][:2] + b"\x09",
+                   b"\xff\xff\xff\xff\xff\xff"):
         with pytest.raises(FormatError):
             liccodec.decode(pack(header, {**streams, RESIDUAL_STREAM: broken}))
-    for q in (round(spec.quality_max * 1000), round(quality_top(spec) * 1000) + 1):  # outside (top, top + 4]
+    for q in (round(quality_top(spec) * 1000) + 1,):  # above top + 4
         header.quality = q
         with pytest.raises(FormatError, match="residual range"):
             liccodec.decode(pack(header, streams))
     header.quality = round(spec.quality_max * 1000) + 500
     no_layer = {k: v for k, v in streams.items() if k != RESIDUAL_STREAM}
-    forged = bytearray(pack(header, no_layer))  # a 2.0 file whose major says 4
+    forged = bytearray(pack(header, no_layer))  # a 2.0 file whose major says 5
     forged[4] = RESIDUAL_MAJOR
     import struct
     import zlib

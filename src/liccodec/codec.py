@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from liccodec.container import (CAPTION_STREAM, QMAP_MAJOR, QMAP_STREAM, RESIDUAL_MAJOR, RESIDUAL_STREAM, Header,
-                                QualityMap, pack, unpack)
+from liccodec.container import (CAPTION_STREAM, QMAP_MAJOR, QMAP_STREAM, RESIDUAL_MAJORS, RESIDUAL_STREAM,
+                                RESIDUAL_TOP_MAJOR, Header, QualityMap, pack, unpack)
 from liccodec.container import caption as _caption
+from liccodec.container.varint import decode as read_varint, encode as write_varint
 from liccodec.errors import FormatError, ModelError, UsageError
 from liccodec.imageio import (Planes, merge, open_image, pack_alpha, pad_to_multiple, split, to_padded_array,
                               to_tensor, to_uint8, unpack_alpha)
@@ -50,7 +51,7 @@ def list_models() -> list[WeightSpec]:
 
 def quality_top(spec: WeightSpec) -> float:
     """The highest quality ``spec`` codes: its top level plus the residual layer's range
-    (``liccodec.residual``). Above ``spec.quality_max`` a file is format 4.x."""
+    (``liccodec.residual``). Above :func:`residual_from` a file is format 5.x."""
     from liccodec.residual import EXTRA
 
     return spec.quality_max + EXTRA
@@ -64,13 +65,34 @@ def quality_bottom(spec: WeightSpec) -> float:
     return spec.quality_min - BELOW if spec.quality_max > spec.quality_min else spec.quality_min
 
 
+def residual_from(spec: WeightSpec) -> float:
+    """The quality above which ``spec``'s files add a residual layer (``liccodec.residual``,
+    format 5.0) over latents coded at this quality: the manifest's ``quality.residual_from``,
+    else the top level. charm.mse's is 7, one level below its top, where its level 8 buys
+    less than the layer does (docs/residual.md)."""
+    return spec.quality_max if spec.residual_from is None else spec.residual_from
+
+
 def base_milli(spec: WeightSpec, q: int) -> int:
-    """The quality (thousandths) of the latents of a file of quality ``q``: ``q`` up to the
-    top level, the top level above it (format 4.x, a residual layer). Part of the format: a
-    4.x file's quality field is ``q``, and its decoder codes the latents at this. (The level
-    below the top made a better curve on Kodak, but just above the top it gave smooth
-    images bigger files at a lower PSNR than the top level: docs/residual.md.)"""
-    return min(q, round(spec.quality_max * 1000))
+    """The quality (thousandths) at which the encoder codes the latents of a file of quality
+    ``q``: ``q`` up to :func:`residual_from`, that quality above it. A format 5.0 file records
+    it in its residual stream (:func:`residual_base`), so the decoder does not derive it."""
+    return min(q, round(residual_from(spec) * 1000))
+
+
+def residual_base(spec: WeightSpec, header: Header, stream: bytes) -> tuple[int, bytes]:
+    """(quality of the latents in thousandths, the ``liccodec.residual`` stream) of a file
+    with a residual layer. Format 5.0 writes the first as a varint before the second and it
+    must lie in the model's range and below the file's quality; a 4.0 file (liccodec 0.2,
+    session 29) coded its latents at the top level and has no such prefix."""
+    lo, top = round(quality_bottom(spec) * 1000), round(spec.quality_max * 1000)
+    if header.major == RESIDUAL_TOP_MAJOR:
+        return top, stream
+    base, pos = read_varint(stream, 0, "residual stream")
+    if not lo <= base <= min(top, header.quality - 1):
+        raise FormatError(f"residual layer over quality {base / 1000:g}: outside {spec.id}'s range "
+                          f"[{lo / 1000:g}, {top / 1000:g}] or not below the file's quality {header.quality / 1000:g}")
+    return base, stream[pos:]
 
 
 def quality_milli(spec: WeightSpec, quality: float | None, extended: bool = True) -> int:
@@ -197,12 +219,12 @@ def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | N
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else q if qmap is None else base_quality(qmap)
     y = _analysis(net, planes.rgb)
+    base = base_milli(spec, q) if qmap is None else q
     if refine:
         if qmap is not None:
             raise UsageError("refinement codes one quality for the whole image; it does not combine "
                              "with a quality that varies across it (--roi, --quality-map)")
-        y = _refined(spec, planes.rgb, y, q, refine, progress)
-    base = base_milli(spec, q)
+        y = _refined(spec, planes.rgb, y, base, refine, progress)
     streams = _streams(net, planes.rgb, y, base, qmap, feedback=not refine)
     enc = _finish(spec, planes, base, streams, pack_alpha(planes.alpha) if planes.alpha is not None else None,
                   qmap, caption)
@@ -211,17 +233,19 @@ def encode_planes(planes: Planes, model: str = DEFAULT_MODEL, quality: float | N
 
 def _with_residual(spec: WeightSpec, enc: Encoded, q: int) -> Encoded:
     """``enc`` (its latents coded at ``base_milli(spec, q)``) with the residual layer of
-    quality ``q`` added when ``q`` is above the model's top level (``liccodec.residual``;
-    format 4.x); else ``enc``."""
-    top = round(spec.quality_max * 1000)
-    if q <= top:
+    quality ``q`` added when ``q`` is above :func:`residual_from` (``liccodec.residual``;
+    format 5.0); else ``enc``, and always a file with a quality map (its qualities are the
+    model's own levels: docs/roi.md)."""
+    base = base_milli(spec, q)
+    if q <= base or enc.qmap is not None:
         return enc
     from liccodec import residual
 
     header, streams = unpack(enc.data)
     _, x_hat, _ = decode_rgb(enc.data)
-    streams[RESIDUAL_STREAM] = residual.encode(enc.planes.rgb, x_hat, residual.step_for(q, top))
-    header.quality = q  # a 4.x file's quality field is the quality asked for
+    step = residual.step_for(q, base)
+    streams[RESIDUAL_STREAM] = write_varint(base) + residual.encode(enc.planes.rgb, x_hat, step)
+    header.quality = q  # a 5.0 file's quality field is the quality asked for
     return Encoded(pack(header, streams), header, enc.planes, enc.qmap, enc.caption)
 
 
@@ -297,7 +321,7 @@ def encode_analysis(analysis: Analysis, q_milli: int, region: QualityRequest | N
     net = _encoder(spec)
     qmap, uniform = _latent_map(net, region)
     q = uniform if uniform is not None else int(q_milli) if qmap is None else base_quality(qmap)
-    base = base_milli(spec, q)
+    base = base_milli(spec, q) if qmap is None else q
     streams = _streams(net, analysis.planes.rgb, analysis.y, base, qmap)
     return _with_residual(spec, _finish(spec, analysis.planes, base, streams, analysis.alpha, qmap, caption), q)
 
@@ -359,14 +383,18 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     spec = _spec_for(header)
     net = runtime.load_decoder(spec.id) if spec.arch in runtime.SUPPORTED else load_model(spec.id)
     lo, top = round(quality_bottom(spec) * 1000), round(spec.quality_max * 1000)
-    if header.major == RESIDUAL_MAJOR:  # a quality above the top; the latents' is base_milli's
-        if not top < header.quality <= round(quality_top(spec) * 1000):
+    layered = header.major in RESIDUAL_MAJORS
+    if layered:  # the latents' quality is the residual stream's (residual_base)
+        hi = round(quality_top(spec) * 1000)
+        if not (top if header.major == RESIDUAL_TOP_MAJOR else lo) < header.quality <= hi:
             raise FormatError(f"quality field {header.quality / 1000:g} of a {header.major}.x file is outside "
-                              f"{spec.id}'s residual range ({spec.quality_max:g}, {quality_top(spec):g}]")
+                              f"{spec.id}'s residual range (up to {quality_top(spec):g})")
+        q_latent, layer = residual_base(spec, header, streams[RESIDUAL_STREAM])
     elif not lo <= header.quality <= top:
         raise FormatError(f"quality field {header.quality / 1000:g} is outside {spec.id}'s range "
                           f"[{quality_bottom(spec):g}, {spec.quality_max:g}]")
-    q_latent = base_milli(spec, header.quality)
+    else:
+        q_latent = header.quality
     alpha = unpack_alpha(streams["alpha"], header.width, header.height) if header.mode.has_alpha else None
     ds = net.downsampling
     hp, wp = -(-header.height // ds) * ds, -(-header.width // ds) * ds
@@ -381,10 +409,10 @@ def decode_rgb(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
             more = {"caption": caption} if getattr(net, "uses_caption", False) else {}
             x_hat = net.decompress(streams, (hp, wp), q_latent, precision(), qmap=qmap, **more)
         rgb = to_uint8(x_hat[:, :, : header.height, : header.width])
-    if header.major == RESIDUAL_MAJOR:
+    if layered:
         from liccodec import residual
 
-        rgb = residual.decode(streams[RESIDUAL_STREAM], rgb)
+        rgb = residual.decode(layer, rgb)
     return header, rgb, alpha
 
 

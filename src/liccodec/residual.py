@@ -1,12 +1,15 @@
-"""The residual layer: qualities above a model's top level (format 4.x, stream ``residual``).
+"""The residual layer: qualities above a model's ``residual_from`` (format 5.x, stream ``residual``).
 
 A learned model's curve ends at its top lambda level (charm.mse: 35.5 dB on Kodak), and
 raising the top needs wider transforms trained far longer than this project's CPU allows
 (docs/training-history.md, "The top of the range"). The residual layer goes above it the
 way lossy-plus-residual coders do (Bai et al., "Learning scalable l-infinity-constrained
 near-lossless image compression via joint lossy image and residual compression", CVPR 2021):
-the file codes the image with the model at its top level (``codec.base_milli``),
-then the difference between the image and what that decodes to, with a plain transform coder:
+the file codes the image with the model at a quality ``B`` (``codec.base_milli``: the
+model's ``residual_from``, which is its top level unless its manifest names a lower one),
+then the difference between the image and what that decodes to, with a plain transform
+coder. charm.mse's layer builds on quality 7, one level below its top: its level 8 buys
+less per bit than the layer does (docs/residual.md).
 
 1. ``r = x - x_hat`` per pixel, in 8-bit units, turned by the orthonormal colour transform
    of :func:`_to_colour` (luma-like first), so the squared error is the same in both spaces;
@@ -29,10 +32,8 @@ identically on every machine. The pixels are ``round(x_hat + inverse(r_hat))``: 
 base layer's, they may differ between machines by one code value where a float sum lands
 on a rounding boundary.
 
-Measured in session 29 (docs/residual.md): on Kodak, charm.mse plus the layer reaches
-39-51 dB (qualities 9-12): BD-rate -0.5% against AVIF 4:4:4, +5.1% against JPEG 2000.
-
-Stream layout (docs/format.md, "Residual layer"): ``u8 levels``, ``varint step`` (in 1/64
+Stream layout (docs/format.md, "Residual layer"; ``codec`` writes the varint ``B`` before
+it in a 5.x file): ``u8 levels``, ``varint step`` (in 1/64
 of a code value), ``u8 bias`` (in 1/256 of a step), ``varint`` length of the zlib-deflated
 table choices, those bytes, ``varint`` length of the rANS words, the words, then the
 escapes (zigzag varints) to the end.
@@ -69,11 +70,12 @@ _K97 = 1.149604398
 _ACTIVITY = np.array([1, 2, 4, 8, 16, 32, 64])  # class k: 2^(k-1) <= activity < 2^k, 7 from 64 up
 
 
-def step_for(quality_milli: int, top_milli: int) -> int:
-    """The step (in 1/64 of a code value) of a quality above the model's top: 32 code values
-    just above the top, halved every quality, 2 at ``top + EXTRA``. Encoder only."""
-    over = (quality_milli - top_milli) / 1000
-    return max(1, int(round(32 * STEP_UNIT * 2.0 ** -over)))
+def step_for(quality_milli: int, from_milli: int) -> int:
+    """The step (in 1/64 of a code value) of a quality above ``from_milli``, the quality the
+    latents are coded at (``codec.residual_from``): 64 code values just above it, halved
+    with every quality (charm.mse, from 7: 32 at quality 8, 2 at 12). Encoder only."""
+    over = (quality_milli - from_milli) / 1000
+    return max(1, int(round(64 * STEP_UNIT * 2.0 ** -over)))
 
 
 # ---- tables ----------------------------------------------------------------------------------

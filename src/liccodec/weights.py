@@ -51,6 +51,9 @@ class WeightSpec:
     base: str = ""
     base_sha256: str = ""       # the base's sha256 at export ("": not recorded, not checked)
     folder: str = ""            # the models folder whose manifest lists it ("": models_dir())
+    # qualities above this one add a residual layer over the latents coded at it (format 5.0,
+    # liccodec.residual); None: the top level (manifest "quality": {"residual_from": ...})
+    residual_from: float | None = None
 
     def __hash__(self) -> int:
         return hash((self.id, self.sha256))
@@ -89,7 +92,9 @@ class WeightSpec:
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "arch": self.arch, "sha256": self.sha256, "available": self.available,
                 "quality_min": self.quality_min, "quality_max": self.quality_max,
-                "quality_default": self.quality_default, "metric": self.metric,
+                "quality_default": self.quality_default,
+                "residual_from": self.quality_max if self.residual_from is None else self.residual_from,
+                "metric": self.metric,
                 "description": self.description, "base": self.base}
 
 
@@ -104,10 +109,13 @@ def read_manifest(folder: Path | None = None) -> dict[str, WeightSpec]:
         if mid in specs:
             raise ModelError(f"duplicate model id {mid!r} in {path}")
         q = e["quality"]
+        rf = q.get("residual_from")
+        if rf is not None and not q["min"] <= rf <= q["max"]:
+            raise ModelError(f"{mid}: quality.residual_from {rf} is outside its levels [{q['min']}, {q['max']}]")
         specs[mid] = WeightSpec(mid, e["arch"], e["config"], e["file"], e["sha256"], q["min"], q["max"],
                                 q["default"], e.get("metric", "mse"), e.get("description", ""),
                                 e.get("training", {}), base=e.get("base", ""),
-                                base_sha256=e.get("base_sha256", ""), folder=str(folder))
+                                base_sha256=e.get("base_sha256", ""), folder=str(folder), residual_from=rf)
     return specs
 
 

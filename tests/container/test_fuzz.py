@@ -141,14 +141,14 @@ def test_random_bytes_after_a_valid_preamble_are_rejected(tiny, seed):
 
 
 def test_residual_layer_mutants_decode_or_are_rejected_with_a_lic_error(tiny):
-    """The same mutants of a format 4.0 file (a residual layer above the top level)."""
+    """The same mutants of a format 5.0 file (a residual layer above the top level)."""
     from liccodec.codec import quality_top
     from liccodec.weights import get_spec
 
     yy, xx = np.mgrid[0:37, 0:50]
     rgb = np.stack([xx * 4, yy * 6, (xx + yy) * 3], axis=-1).astype(np.uint8)
     base = liccodec.encode(Image.fromarray(rgb), model=tiny, quality=quality_top(get_spec(tiny)) - 3)
-    assert base[4] == 4 and len(base) < 4096
+    assert base[4] == 5 and len(base) < 4096
     rng = random.Random(f"session29-{tiny}")
     failures, rejected = [], 0
     for i, (kind, data, must_fail) in enumerate(mutants(base, rng, MUTANTS // 2)):
@@ -157,7 +157,7 @@ def test_residual_layer_mutants_decode_or_are_rejected_with_a_lic_error(tiny):
             rejected += 1
         elif isinstance(out, Exception):
             failures.append(f"{kind} #{i}: {type(out).__name__}: {out}")
-        elif must_fail and kind != "quality":  # a 4.x file's qualities lie above the top level
+        elif must_fail and kind != "quality":  # a 5.0 file's qualities lie above its base
             failures.append(f"{kind} #{i}: decoded, but it lies ({data.hex()})")
     assert not failures, "\n".join(failures[:20])
     assert rejected > MUTANTS // 4

@@ -17,10 +17,11 @@ from liccodec.errors import BatchError, UsageError
 from liccodec.weights import DEFAULT_MODEL
 
 QUALITY_HELP = ("Quality: a real number in the model's range (`lic models` lists it; the shipped models: "
-                "1-8, default 5, about 0.15 bpp at 1 to 1.2 bpp at 8 on Kodak). Fractions "
+                "levels 1-8, default 5, about 0.15 bpp at 1 to 1.0 bpp at 8 on Kodak). Fractions "
                 "interpolate between trained levels. Below the lowest, down to 0, the gains are "
-                "extrapolated (about 0.09 bpp at 0). Above the top level, up to 4 more (9-12: "
-                "about 38-52 dB on Kodak), a residual layer codes what the model misses "
+                "extrapolated (about 0.09 bpp at 0). Above the model's residual_from (charm.mse: 7; "
+                "the others: their top level), up to 4 above the top (12), a residual layer codes "
+                "what the model misses: charm.mse reaches about 36 dB at 8 and 51 dB at 12 on Kodak "
                 "(docs/residual.md).")
 
 
@@ -391,11 +392,16 @@ def info(src, as_json):
         from liccodec.container import unpack
 
         d["caption"] = read_caption(*unpack(data))
-    if RESIDUAL_STREAM in h.streams:  # the layer above the model's top level: its own header
+    if RESIDUAL_STREAM in h.streams:  # the residual layer: the latents' quality, then its own header
         from liccodec import residual
-        from liccodec.container import unpack
+        from liccodec.container import RESIDUAL_MAJOR, unpack
+        from liccodec.container.varint import decode as read_varint
 
-        d["residual"] = residual.describe(unpack(data)[1][RESIDUAL_STREAM])
+        stream, base = unpack(data)[1][RESIDUAL_STREAM], None
+        if h.major == RESIDUAL_MAJOR:  # 4.0 has no base field: its latents are at the top level
+            base, pos = read_varint(stream, 0, "residual stream")
+            stream = stream[pos:]
+        d["residual"] = {**({"base_quality": base / 1000} if base is not None else {}), **residual.describe(stream)}
     d["file_bytes"] = len(data)
     d["bpp"] = round(8 * len(data) / (h.width * h.height), 5)
     if as_json:
@@ -424,7 +430,7 @@ def _printable(s: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(as_json):
     """List registered architectures and shipped weights."""
-    from liccodec.codec import list_models, quality_bottom, quality_top
+    from liccodec.codec import list_models, quality_bottom, quality_top, residual_from
     from liccodec.models import get_arch, list_archs
 
     specs = list_models()
@@ -441,7 +447,8 @@ def models(as_json):
     for s in specs:
         state = "" if s.available else "  [weights file missing]"
         click.echo(f"  {s.id:12} quality {s.quality_min:g}-{s.quality_max:g} (default {s.quality_default:g}; "
-                   f"{quality_bottom(s):g}-{quality_top(s):g} extrapolated and with the residual layer), "
+                   f"{quality_bottom(s):g}-{quality_top(s):g} extrapolated and with the residual layer "
+                   f"above {residual_from(s):g}), "
                    f"sha256 {s.sha256[:12]}{state}  {s.description}")
 
 

@@ -45,9 +45,11 @@ FORMAT_MINOR = 0
 CAPTION_MINOR = 1             # a file with a caption (stream "caption"): x.0 plus that stream
 KNOWN_MINOR = CAPTION_MINOR   # the highest minor this reader knows every stream of
 QMAP_MAJOR = 3                # a file with a quality map (stream "qmap"): 2.0 plus that stream
-RESIDUAL_MAJOR = 4            # a file with a residual layer (stream "residual"): 2.0 plus that stream
-RESIDUAL_STREAM = "residual"  # liccodec.residual: the qualities above the model's top level
-MAJORS = (FORMAT_MAJOR, QMAP_MAJOR, RESIDUAL_MAJOR)
+RESIDUAL_MAJOR = 5            # a file with a residual layer (stream "residual"): 2.0 plus that stream
+RESIDUAL_TOP_MAJOR = 4        # read only: the same, its latents at the top level (liccodec 0.2, session 29)
+RESIDUAL_MAJORS = (RESIDUAL_TOP_MAJOR, RESIDUAL_MAJOR)
+RESIDUAL_STREAM = "residual"  # liccodec.residual: the qualities above the model's residual_from
+MAJORS = (FORMAT_MAJOR, QMAP_MAJOR, RESIDUAL_TOP_MAJOR, RESIDUAL_MAJOR)
 DIGEST_BYTES = 8              # of the weights file's sha256
 MAX_SIDE = 65535
 MAX_PIXELS = 1 << 28          # 268 megapixels
@@ -112,7 +114,7 @@ def _check_streams(h: Header) -> None:
     """Which streams a file holds, as docs/format.md says (lengths are checked elsewhere)."""
     names = list(h.streams)
     known = (STREAMS + ((QMAP_STREAM,) if h.major == QMAP_MAJOR else ())
-             + ((RESIDUAL_STREAM,) if h.major == RESIDUAL_MAJOR else ())
+             + ((RESIDUAL_STREAM,) if h.major in RESIDUAL_MAJORS else ())
              + ((CAPTION_STREAM,) if h.minor >= CAPTION_MINOR else ()))
     if h.minor <= KNOWN_MINOR:
         unknown = [n for n in names if n not in known]
@@ -122,7 +124,7 @@ def _check_streams(h: Header) -> None:
         raise FormatError(f"missing stream {REQUIRED_STREAM!r}")
     if h.major == QMAP_MAJOR and QMAP_STREAM not in names:
         raise FormatError(f"a {h.major}.x file needs a {QMAP_STREAM!r} stream (one without is a 2.0 file)")
-    if h.major == RESIDUAL_MAJOR and RESIDUAL_STREAM not in names:
+    if h.major in RESIDUAL_MAJORS and RESIDUAL_STREAM not in names:
         raise FormatError(f"a {h.major}.x file needs a {RESIDUAL_STREAM!r} stream (one without is a 2.0 file)")
     if h.minor == CAPTION_MINOR and CAPTION_STREAM not in names:
         raise FormatError(f"a {h.major}.{h.minor} file needs a {CAPTION_STREAM!r} stream "
@@ -149,7 +151,7 @@ def _name(s: str) -> bytes:
 
 def pack(header: Header, streams: dict[str, bytes]) -> bytes:
     """Serialize a header and its named streams into a complete .lic file: major 3 when the
-    streams hold a quality map, 4 when they hold a residual layer, else 2; minor 1 when they hold a caption, else 0 (the lowest
+    streams hold a quality map, 5 when they hold a residual layer, else 2; minor 1 when they hold a caption, else 0 (the lowest
     version that can hold them; the header's version fields are set accordingly)."""
     if QMAP_STREAM in streams and RESIDUAL_STREAM in streams:
         raise ValueError("a file holds a quality map or a residual layer, not both")
