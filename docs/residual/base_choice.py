@@ -59,9 +59,9 @@ def main(folder: str) -> None:
     for base, curve in curves(folder).items():
         print(f"base {base}: " + "  ".join("%.3f/%.2f/%.2f" % c for c in curve))
         whole = own[: base - 1] + curve  # qualities 1 .. base - 1 are the model's own points
-        for codec in ("avif-444", "jpeg2000", "webp"):
-            bd = [bd_rate(*zip(*classical(codec, m)), [w[0] for w in whole], [w[m] for w in whole]) for m in (1, 2)]
-            print(f"  vs {codec}: PSNR {bd[0]:+.1f}%, MS-SSIM {bd[1]:+.1f}%")
+        for name in ("avif-444", "jpeg2000", "webp"):
+            bd = [bd_rate(*zip(*classical(name, m)), [w[0] for w in whole], [w[m] for w in whole]) for m in (1, 2)]
+            print(f"  vs {name}: PSNR {bd[0]:+.1f}%, MS-SSIM {bd[1]:+.1f}%")
 
 
 if __name__ == "__main__":
