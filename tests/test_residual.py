@@ -139,6 +139,27 @@ def test_malformed_streams_are_format_errors():
             residual.decode(stream, x_hat)
 
 
+def test_escapes_stay_inside_int32():
+    """Coefficients are held in int32: an escape carries at most entropy.ESCAPE_LIMIT - 1, and
+    one beyond it is refused before it reaches the arrays."""
+    from liccodec.container.varint import decode as varint, encode as unsigned
+    from liccodec.entropy.tables import ESCAPE_LIMIT
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    x_hat = (255 - x).astype(np.uint8)
+    data = residual.encode(x, x_hat, 1)  # a step of 1/64: values beyond the tables, escaped
+    levels, step, bias, choices, words, escapes = _fields(data)
+    assert escapes and np.array_equal(residual.decode(data, x_hat), x)
+    assert 4 * 4 * ESCAPE_LIMIT < 2 ** 31  # the phase-0 activity: 4 x (parent + siblings)
+    first_end = varint(escapes, 0)[1]
+    for value in (ESCAPE_LIMIT, -ESCAPE_LIMIT - 1):
+        zigzag = 2 * value if value >= 0 else -2 * value - 1
+        forged = _stream(levels, step, bias, choices, words, unsigned(zigzag) + escapes[first_end:])
+        with pytest.raises(FormatError, match="out of range"):
+            residual.decode(forged, x_hat)
+
+
 def test_a_tiny_stream_cannot_claim_a_big_image():
     x, x_hat = _pair(h=16, w=16)
     data = residual.encode(x, x_hat, 8 * residual.STEP_UNIT)

@@ -222,7 +222,7 @@ def _contexts(phase1: bool, mag: np.ndarray, mags: list[np.ndarray], band: int, 
         activity = _neighbours(mag[c])
     else:
         around = _phase0_activity(mags, band, c, mag.shape[1:])
-        activity = 4 * around if around is not None else np.zeros(mag.shape[1:], np.int64)
+        activity = 4 * around if around is not None else np.zeros(mag.shape[1:], np.int32)
     ka = np.searchsorted(_ACTIVITY, activity, side="right")
     kb = np.minimum(mag[:c].sum(0), 2) if c else np.zeros_like(ka)
     return int(phase1) * 24 + ka * 3 + kb
@@ -235,7 +235,7 @@ def _phase0_activity(bands_mag: list[np.ndarray], band: int, c: int, shape: tupl
     The siblings saved 0.6% over the parent alone on Kodak (docs/residual.md)."""
     if band == 0:
         return None
-    out = np.zeros(shape, np.int64)
+    out = np.zeros(shape, np.int32)
     if band >= 4:
         p = bands_mag[band - 3][c]
         out += np.repeat(np.repeat(p, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
@@ -303,7 +303,7 @@ def encode(x: np.ndarray, x_hat: np.ndarray, step: int, levels: int = LEVELS) ->
     r = np.pad(r, ((0, 0), (0, hp - h), (0, wp - w)), mode="symmetric")
     delta = step / STEP_UNIT
     coeffs = wavedec(r, levels)
-    quant = [np.sign(b).astype(np.int64) * np.floor(np.abs(b) / delta + (0.5 - DEAD_ZONE)).astype(np.int64)
+    quant = [np.sign(b).astype(np.int32) * np.floor(np.abs(b) / delta + (0.5 - DEAD_ZONE)).astype(np.int32)
              for b in coeffs]
     choice = np.zeros((len(quant), 3, CONTEXTS), np.uint8)
     writer = StreamWriter()
@@ -337,7 +337,7 @@ def describe(data: bytes) -> dict[str, float]:
 
 def decode_integers(data: bytes, h: int, w: int) -> tuple[list[np.ndarray], float, int]:
     """The quantised coefficients of the ``residual`` stream ``data`` of an H x W image, one
-    (3, h_b, w_b) int64 array a band in decoding order, its step (code values) and its bias (in
+    (3, h_b, w_b) int32 array a band in decoding order, its step (code values) and its bias (in
     1/256 of a step). A malformed stream raises ``FormatError``; the rANS words must be long
     enough for the image's coefficients before they are decoded."""
     if len(data) < 4:
@@ -376,15 +376,18 @@ def decode_integers(data: bytes, h: int, w: int) -> tuple[list[np.ndarray], floa
     reader.check_room(t, np.bincount([narrowest], minlength=len(t)) * sum(3 * a * b for a, b in shapes))
     bands, mags = [], []
     for band, shape in enumerate(shapes):
-        q = np.zeros((3,) + shape, np.int64)
+        q = np.zeros((3,) + shape, np.int32)
         mag = np.zeros_like(q)
         phase = _phase(shape)
         for phase1 in (False, True):
             where = phase if phase1 else ~phase
             for c in range(3):
                 ctx = _contexts(phase1, mag, mags, band, c)[where]
-                q[c][where] = reader.take(t, choice[band, c][ctx])
-                mag[c][where] = np.abs(q[c][where])
+                # below entropy.ESCAPE_LIMIT = 2^24 in magnitude, so int32 holds them and
+                # the context sums (at most 4 x 2^24 x 4)
+                values = reader.take(t, choice[band, c][ctx])
+                q[c][where] = values
+                mag[c][where] = np.abs(values)
         mags.append(mag)
         bands.append(q)
     reader.finish()
@@ -396,7 +399,12 @@ def decode(data: bytes, x_hat: np.ndarray) -> np.ndarray:
     ``x_hat`` decode to (:func:`decode_integers`, then the float reconstruction)."""
     h, w = x_hat.shape[:2]
     quant, delta, bias = decode_integers(data, h, w)
-    bands = [(np.sign(q) * np.where(q == 0, 0.0, np.abs(q) - bias / 256) * delta).astype(np.float32)
-             for q in quant]
+    bands = []
+    while quant:  # each band's integers are let go once it is dequantised (memory)
+        q = quant.pop(0)
+        bands.append((np.sign(q) * np.where(q == 0, 0.0, np.abs(q) - bias / 256) * delta).astype(np.float32))
+        del q
     r = _from_colour(waverec(bands))[:h, :w]
-    return np.clip(np.rint(x_hat.astype(np.float32) + r), 0, 255).astype(np.uint8)
+    del bands
+    r += x_hat
+    return np.clip(np.rint(r, out=r), 0, 255, out=r).astype(np.uint8)
