@@ -185,7 +185,9 @@ def tiny_from_below(tiny_models_dir, tmp_path, monkeypatch):
 
 
 def _base_of(data: bytes) -> int:
-    return read_varint(unpack(data)[1][RESIDUAL_STREAM], 0)[0]
+    from liccodec.codec import residual_parts
+
+    return residual_parts(read_header(data).major, unpack(data)[1][RESIDUAL_STREAM])[0]
 
 
 @pytest.mark.parametrize("below", [False, True])

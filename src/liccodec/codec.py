@@ -80,19 +80,28 @@ def base_milli(spec: WeightSpec, q: int) -> int:
     return min(q, round(residual_from(spec) * 1000))
 
 
-def residual_base(spec: WeightSpec, header: Header, stream: bytes) -> tuple[int, bytes]:
-    """(quality of the latents in thousandths, the ``liccodec.residual`` stream) of a file
-    with a residual layer. Format 5.0 writes the first as a varint before the second and it
-    must lie in the model's range and below the file's quality; a 4.0 file (liccodec 0.2,
-    session 29) coded its latents at the top level and has no such prefix."""
-    lo, top = round(quality_bottom(spec) * 1000), round(spec.quality_max * 1000)
-    if header.major == RESIDUAL_TOP_MAJOR:
-        return top, stream
+def residual_parts(major: int, stream: bytes) -> tuple[int | None, bytes]:
+    """(the latents' quality in thousandths, the ``liccodec.residual`` stream) of the
+    ``residual`` stream of a file of format ``major``: 5.0 writes the first as a varint before
+    the second; a 4.0 file (session 29) has no such prefix (None: its latents are at the top
+    level). Unchecked against the model (:func:`residual_base`)."""
+    if major == RESIDUAL_TOP_MAJOR:
+        return None, stream
     base, pos = read_varint(stream, 0, "residual stream")
+    return base, stream[pos:]
+
+
+def residual_base(spec: WeightSpec, header: Header, stream: bytes) -> tuple[int, bytes]:
+    """:func:`residual_parts`, checked: a 5.0 file's base must lie in the model's range and
+    below the file's quality; a 4.0 file's is the top level."""
+    lo, top = round(quality_bottom(spec) * 1000), round(spec.quality_max * 1000)
+    base, layer = residual_parts(header.major, stream)
+    if base is None:
+        return top, layer
     if not lo <= base <= min(top, header.quality - 1):
         raise FormatError(f"residual layer over quality {base / 1000:g}: outside {spec.id}'s range "
                           f"[{lo / 1000:g}, {top / 1000:g}] or not below the file's quality {header.quality / 1000:g}")
-    return base, stream[pos:]
+    return base, layer
 
 
 def quality_milli(spec: WeightSpec, quality: float | None, extended: bool = True) -> int:

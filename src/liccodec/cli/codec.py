@@ -394,13 +394,10 @@ def info(src, as_json):
         d["caption"] = read_caption(*unpack(data))
     if RESIDUAL_STREAM in h.streams:  # the residual layer: the latents' quality, then its own header
         from liccodec import residual
-        from liccodec.container import RESIDUAL_MAJOR, unpack
-        from liccodec.container.varint import decode as read_varint
+        from liccodec.codec import residual_parts
+        from liccodec.container import unpack
 
-        stream, base = unpack(data)[1][RESIDUAL_STREAM], None
-        if h.major == RESIDUAL_MAJOR:  # 4.0 has no base field: its latents are at the top level
-            base, pos = read_varint(stream, 0, "residual stream")
-            stream = stream[pos:]
+        base, stream = residual_parts(h.major, unpack(data)[1][RESIDUAL_STREAM])  # 4.0: no base field
         d["residual"] = {**({"base_quality": base / 1000} if base is not None else {}), **residual.describe(stream)}
     d["file_bytes"] = len(data)
     d["bpp"] = round(8 * len(data) / (h.width * h.height), 5)
